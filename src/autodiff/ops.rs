@@ -1,0 +1,577 @@
+//! Every differentiable op: its forward and its backward side by side.
+//!
+//! `backward` receives the op's inputs, its output and the gradient of the
+//! loss with respect to that output, and returns one gradient per input
+//! (`None` where an input gets none). Each backward is written with the same
+//! array primitives as its forward.
+
+use ndarray::{concatenate, s, Array2, ArrayView2, Axis, Zip};
+
+use crate::Scalar;
+
+/// A differentiable operation on 2-D arrays.
+///
+/// Implement it to add an op of your own; record it with [`super::Tape::apply`]
+/// and verify it with [`super::gradcheck`].
+pub trait Op<T: Scalar> {
+    fn name(&self) -> &'static str;
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T>;
+    fn backward(&self, xs: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>>;
+    /// `false` for ops whose output carries no gradient back.
+    fn differentiable(&self) -> bool {
+        true
+    }
+}
+
+fn t<T: Scalar>(x: f64) -> T {
+    T::from_f64(x)
+}
+
+/// Shape of `a (op) b` under size-1 broadcasting; panics naming both shapes.
+fn broadcast_shape(op: &str, a: (usize, usize), b: (usize, usize)) -> (usize, usize) {
+    let dim = |x: usize, y: usize| {
+        if x == y || y == 1 {
+            Some(x)
+        } else if x == 1 {
+            Some(y)
+        } else {
+            None
+        }
+    };
+    match (dim(a.0, b.0), dim(a.1, b.1)) {
+        (Some(r), Some(c)) => (r, c),
+        _ => panic!("{op}: shapes {a:?} and {b:?} do not broadcast"),
+    }
+}
+
+/// Sums `g` over the dimensions that broadcasting stretched, back to `shape`.
+fn sum_to<T: Scalar>(g: &Array2<T>, shape: (usize, usize)) -> Array2<T> {
+    let mut out = g.clone();
+    if shape.0 == 1 && out.nrows() != 1 {
+        out = out.sum_axis(Axis(0)).insert_axis(Axis(0));
+    }
+    if shape.1 == 1 && out.ncols() != 1 {
+        out = out.sum_axis(Axis(1)).insert_axis(Axis(1));
+    }
+    out
+}
+
+fn bcast<T: Scalar>(a: &Array2<T>, shape: (usize, usize)) -> ArrayView2<'_, T> {
+    a.broadcast(shape).expect("shape checked by broadcast_shape")
+}
+
+// ---------------------------------------------------------------- matmul
+
+/// `a [m, k] · b [k, n]`.
+pub struct MatMul;
+impl<T: Scalar> Op<T> for MatMul {
+    fn name(&self) -> &'static str {
+        "matmul"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        let (a, b) = (xs[0], xs[1]);
+        assert!(
+            a.ncols() == b.nrows(),
+            "matmul: shapes {:?} and {:?} do not chain",
+            a.dim(),
+            b.dim()
+        );
+        a.dot(b)
+    }
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        let (a, b) = (xs[0], xs[1]);
+        vec![Some(g.dot(&b.t())), Some(a.t().dot(g))]
+    }
+}
+
+// ---------------------------------------------------------------- add, sub, mul
+
+/// `a + b` with size-1 broadcasting.
+pub struct Add;
+impl<T: Scalar> Op<T> for Add {
+    fn name(&self) -> &'static str {
+        "add"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        let shape = broadcast_shape("add", xs[0].dim(), xs[1].dim());
+        &bcast(xs[0], shape) + &bcast(xs[1], shape)
+    }
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        vec![Some(sum_to(g, xs[0].dim())), Some(sum_to(g, xs[1].dim()))]
+    }
+}
+
+/// `a - b` with size-1 broadcasting.
+pub struct Sub;
+impl<T: Scalar> Op<T> for Sub {
+    fn name(&self) -> &'static str {
+        "sub"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        let shape = broadcast_shape("sub", xs[0].dim(), xs[1].dim());
+        &bcast(xs[0], shape) - &bcast(xs[1], shape)
+    }
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        vec![Some(sum_to(g, xs[0].dim())), Some(sum_to(&g.mapv(|v| -v), xs[1].dim()))]
+    }
+}
+
+/// `a * b` elementwise with size-1 broadcasting.
+pub struct Mul;
+impl<T: Scalar> Op<T> for Mul {
+    fn name(&self) -> &'static str {
+        "mul"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        let shape = broadcast_shape("mul", xs[0].dim(), xs[1].dim());
+        &bcast(xs[0], shape) * &bcast(xs[1], shape)
+    }
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        let shape = g.dim();
+        let (a, b) = (bcast(xs[0], shape), bcast(xs[1], shape));
+        vec![
+            Some(sum_to(&(g * &b), xs[0].dim())),
+            Some(sum_to(&(g * &a), xs[1].dim())),
+        ]
+    }
+}
+
+// ---------------------------------------------------------------- scalar ops
+
+/// `c * a`.
+pub struct Scale(pub f64);
+impl<T: Scalar> Op<T> for Scale {
+    fn name(&self) -> &'static str {
+        "scale"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        xs[0] * t::<T>(self.0)
+    }
+    fn backward(&self, _: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        vec![Some(g * t::<T>(self.0))]
+    }
+}
+
+/// `a + c`.
+pub struct AddScalar(pub f64);
+impl<T: Scalar> Op<T> for AddScalar {
+    fn name(&self) -> &'static str {
+        "add_scalar"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        xs[0] + t::<T>(self.0)
+    }
+    fn backward(&self, _: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        vec![Some(g.clone())]
+    }
+}
+
+// ---------------------------------------------------------------- elementwise functions
+
+/// `exp(a)`; `d/da = exp(a)`, reusing the output.
+pub struct Exp;
+impl<T: Scalar> Op<T> for Exp {
+    fn name(&self) -> &'static str {
+        "exp"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        xs[0].mapv(T::exp)
+    }
+    fn backward(&self, _: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        vec![Some(g * out)]
+    }
+}
+
+/// `ln(a)`; `d/da = 1 / a`.
+pub struct Log;
+impl<T: Scalar> Op<T> for Log {
+    fn name(&self) -> &'static str {
+        "log"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        xs[0].mapv(T::ln)
+    }
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        vec![Some(g / xs[0])]
+    }
+}
+
+/// `a^2`; `d/da = 2a`.
+pub struct Square;
+impl<T: Scalar> Op<T> for Square {
+    fn name(&self) -> &'static str {
+        "square"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        xs[0].mapv(|v| v * v)
+    }
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        vec![Some(g * &xs[0].mapv(|v| v + v))]
+    }
+}
+
+/// `a if a > 0 else slope * a` (ReLU when `slope = 0`); the derivative at 0 is `slope`.
+pub struct LeakyRelu(pub f64);
+impl<T: Scalar> Op<T> for LeakyRelu {
+    fn name(&self) -> &'static str {
+        "leaky_relu"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        let k = t::<T>(self.0);
+        xs[0].mapv(|v| if v > T::zero() { v } else { k * v })
+    }
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        let k = t::<T>(self.0);
+        let mut d = g.clone();
+        Zip::from(&mut d).and(xs[0]).for_each(|d, &x| {
+            if x <= T::zero() {
+                *d *= k
+            }
+        });
+        vec![Some(d)]
+    }
+}
+
+/// `tanh(a)`; `d/da = 1 - tanh(a)^2`, reusing the output.
+pub struct Tanh;
+impl<T: Scalar> Op<T> for Tanh {
+    fn name(&self) -> &'static str {
+        "tanh"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        xs[0].mapv(T::tanh)
+    }
+    fn backward(&self, _: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        vec![Some(g * &out.mapv(|y| T::one() - y * y))]
+    }
+}
+
+// ---------------------------------------------------------------- reductions
+
+/// Sum of all entries (`axis: None`, `[1, 1]`) or along an axis, kept as size 1.
+pub struct Sum {
+    pub axis: Option<usize>,
+}
+impl<T: Scalar> Op<T> for Sum {
+    fn name(&self) -> &'static str {
+        "sum"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        match self.axis {
+            None => Array2::from_elem((1, 1), xs[0].sum()),
+            Some(ax) => {
+                assert!(ax < 2, "sum: axis {ax} of a 2-D value");
+                xs[0].sum_axis(Axis(ax)).insert_axis(Axis(ax))
+            }
+        }
+    }
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        vec![Some(bcast(g, xs[0].dim()).to_owned())]
+    }
+}
+
+/// `log sum exp` along an axis, kept as size 1; `d/da_j = exp(a_j - out)`.
+pub struct LogSumExp {
+    pub axis: usize,
+}
+impl<T: Scalar> Op<T> for LogSumExp {
+    fn name(&self) -> &'static str {
+        "logsumexp"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        assert!(self.axis < 2, "logsumexp: axis {} of a 2-D value", self.axis);
+        xs[0]
+            .map_axis(Axis(self.axis), |lane| {
+                let m = lane.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
+                if m == T::neg_infinity() {
+                    return m;
+                }
+                m + lane.iter().map(|&v| (v - m).exp()).sum::<T>().ln()
+            })
+            .insert_axis(Axis(self.axis))
+    }
+    fn backward(&self, xs: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        let shape = xs[0].dim();
+        let mut d = Array2::zeros(shape);
+        Zip::from(&mut d)
+            .and(xs[0])
+            .and(&bcast(out, shape))
+            .and(&bcast(g, shape))
+            .for_each(|d, &x, &o, &g| {
+                if o != T::neg_infinity() {
+                    *d = g * (x - o).exp()
+                }
+            });
+        vec![Some(d)]
+    }
+}
+
+// ---------------------------------------------------------------- masked softmax family
+
+fn check_mask<T>(op: &str, x: &Array2<T>, mask: &Array2<bool>) {
+    assert!(
+        x.dim() == mask.dim(),
+        "{op}: logits {:?} and mask {:?} differ",
+        x.dim(),
+        mask.dim()
+    );
+}
+
+/// Row-wise log-softmax restricted to `mask`. Masked entries: `-inf` out, zero gradient in.
+/// Backward over valid entries: `d_j = g_j - p_j * sum_k g_k`.
+pub struct MaskedLogSoftmax {
+    pub mask: Array2<bool>,
+}
+impl<T: Scalar> Op<T> for MaskedLogSoftmax {
+    fn name(&self) -> &'static str {
+        "masked_log_softmax"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        let x = xs[0];
+        check_mask("masked_log_softmax", x, &self.mask);
+        let mut out = Array2::from_elem(x.dim(), T::neg_infinity());
+        for (i, (xr, mr)) in x.rows().into_iter().zip(self.mask.rows()).enumerate() {
+            let lse = masked_row_logsumexp(xr.iter().copied(), mr.iter().copied())
+                .unwrap_or_else(|| panic!("masked_log_softmax: row {i} has no valid entry"));
+            for (j, (&v, &m)) in xr.iter().zip(mr.iter()).enumerate() {
+                if m {
+                    out[[i, j]] = v - lse;
+                }
+            }
+        }
+        out
+    }
+    fn backward(&self, _: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        let mut d = Array2::zeros(out.dim());
+        for ((mut dr, (or, gr)), mr) in d
+            .rows_mut()
+            .into_iter()
+            .zip(out.rows().into_iter().zip(g.rows()))
+            .zip(self.mask.rows())
+        {
+            let total: T = gr.iter().zip(mr.iter()).filter(|(_, &m)| m).map(|(&g, _)| g).sum();
+            for j in 0..dr.len() {
+                if mr[j] {
+                    dr[j] = gr[j] - or[j].exp() * total;
+                }
+            }
+        }
+        vec![Some(d)]
+    }
+}
+
+/// `log sum_{j valid} exp(x_j)`, or `None` when no entry is valid.
+pub(crate) fn masked_row_logsumexp<T: Scalar>(
+    x: impl Iterator<Item = T> + Clone,
+    mask: impl Iterator<Item = bool> + Clone,
+) -> Option<T> {
+    let m = x
+        .clone()
+        .zip(mask.clone())
+        .filter(|(_, m)| *m)
+        .map(|(v, _)| v)
+        .fold(None, |acc: Option<T>, v| Some(acc.map_or(v, |a| a.max(v))))?;
+    let s: T = x.zip(mask).filter(|(_, m)| *m).map(|(v, _)| (v - m).exp()).sum();
+    Some(m + s.ln())
+}
+
+/// Row-wise entropy `H = -sum_j p_j log p_j` of the masked softmax, `[m, 1]`.
+/// Backward over valid entries: `dH/dx_j = -p_j (log p_j + H)`.
+pub struct MaskedEntropy {
+    pub mask: Array2<bool>,
+}
+impl<T: Scalar> Op<T> for MaskedEntropy {
+    fn name(&self) -> &'static str {
+        "masked_entropy"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        let logp = MaskedLogSoftmax {
+            mask: self.mask.clone(),
+        }
+        .forward(xs);
+        let mut h = Array2::zeros((logp.nrows(), 1));
+        for (i, (lr, mr)) in logp.rows().into_iter().zip(self.mask.rows()).enumerate() {
+            h[[i, 0]] = -lr
+                .iter()
+                .zip(mr.iter())
+                .filter(|(_, &m)| m)
+                .map(|(&l, _)| l.exp() * l)
+                .sum::<T>();
+        }
+        h
+    }
+    fn backward(&self, xs: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        let logp = MaskedLogSoftmax {
+            mask: self.mask.clone(),
+        }
+        .forward(xs);
+        let mut d = Array2::zeros(logp.dim());
+        for (i, (lr, mr)) in logp.rows().into_iter().zip(self.mask.rows()).enumerate() {
+            for j in 0..lr.len() {
+                if mr[j] {
+                    d[[i, j]] = -g[[i, 0]] * lr[j].exp() * (lr[j] + out[[i, 0]]);
+                }
+            }
+        }
+        vec![Some(d)]
+    }
+}
+
+// ---------------------------------------------------------------- indexing
+
+/// One entry per row: `out[i] = a[i, index[i]]`; backward scatters `g[i]` back.
+pub struct Gather {
+    pub index: Vec<usize>,
+}
+impl<T: Scalar> Op<T> for Gather {
+    fn name(&self) -> &'static str {
+        "gather"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        let a = xs[0];
+        assert!(
+            a.nrows() == self.index.len(),
+            "gather: {} indices for a value of shape {:?}",
+            self.index.len(),
+            a.dim()
+        );
+        Array2::from_shape_fn((a.nrows(), 1), |(i, _)| {
+            let j = self.index[i];
+            assert!(j < a.ncols(), "gather: index {j} out of range for shape {:?}", a.dim());
+            a[[i, j]]
+        })
+    }
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        let mut d = Array2::zeros(xs[0].dim());
+        for (i, &j) in self.index.iter().enumerate() {
+            d[[i, j]] = g[[i, 0]];
+        }
+        vec![Some(d)]
+    }
+}
+
+/// Rows picked by index (repeats allowed); backward scatter-adds.
+pub struct IndexSelect {
+    pub rows: Vec<usize>,
+}
+impl<T: Scalar> Op<T> for IndexSelect {
+    fn name(&self) -> &'static str {
+        "index_select"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        let a = xs[0];
+        if let Some(&r) = self.rows.iter().find(|&&r| r >= a.nrows()) {
+            panic!("index_select: row {r} out of range for shape {:?}", a.dim());
+        }
+        a.select(Axis(0), &self.rows)
+    }
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        let mut d = Array2::zeros(xs[0].dim());
+        for (k, &r) in self.rows.iter().enumerate() {
+            let mut row = d.row_mut(r);
+            row += &g.row(k);
+        }
+        vec![Some(d)]
+    }
+}
+
+/// Concatenation along an axis; backward slices the gradient apart.
+pub struct Concat {
+    pub axis: usize,
+}
+impl<T: Scalar> Op<T> for Concat {
+    fn name(&self) -> &'static str {
+        "concat"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        let views: Vec<_> = xs.iter().map(|x| x.view()).collect();
+        concatenate(Axis(self.axis), &views).unwrap_or_else(|_| {
+            let shapes: Vec<_> = xs.iter().map(|x| x.dim()).collect();
+            panic!("concat: shapes {shapes:?} do not line up along axis {}", self.axis)
+        })
+    }
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        let mut at = 0;
+        xs.iter()
+            .map(|x| {
+                let n = x.len_of(Axis(self.axis));
+                let part = match self.axis {
+                    0 => g.slice(s![at..at + n, ..]).to_owned(),
+                    _ => g.slice(s![.., at..at + n]).to_owned(),
+                };
+                at += n;
+                Some(part)
+            })
+            .collect()
+    }
+}
+
+fn check_offsets<T>(op: &str, a: &Array2<T>, offsets: &[usize]) {
+    let ok =
+        offsets.first() == Some(&0) && offsets.last() == Some(&a.nrows()) && offsets.windows(2).all(|w| w[0] <= w[1]);
+    assert!(
+        ok,
+        "{op}: offsets must rise from 0 to the {} rows of shape {:?}",
+        a.nrows(),
+        a.dim()
+    );
+}
+
+/// Row sums over segments `offsets[s]..offsets[s+1]`; backward broadcasts each segment's gradient.
+pub struct SegmentSum {
+    pub offsets: Vec<usize>,
+}
+impl<T: Scalar> Op<T> for SegmentSum {
+    fn name(&self) -> &'static str {
+        "segment_sum"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        let a = xs[0];
+        check_offsets("segment_sum", a, &self.offsets);
+        let mut out = Array2::zeros((self.offsets.len() - 1, a.ncols()));
+        for (s, w) in self.offsets.windows(2).enumerate() {
+            let mut row = out.row_mut(s);
+            row += &a.slice(s![w[0]..w[1], ..]).sum_axis(Axis(0));
+        }
+        out
+    }
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        let mut d = Array2::zeros(xs[0].dim());
+        for (s, w) in self.offsets.windows(2).enumerate() {
+            d.slice_mut(s![w[0]..w[1], ..]).assign(&g.row(s));
+        }
+        vec![Some(d)]
+    }
+}
+
+/// Inclusive cumulative row sum inside each segment; backward is the reverse cumulative sum.
+pub struct SegmentCumsum {
+    pub offsets: Vec<usize>,
+}
+impl<T: Scalar> Op<T> for SegmentCumsum {
+    fn name(&self) -> &'static str {
+        "segment_cumsum"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        let a = xs[0];
+        check_offsets("segment_cumsum", a, &self.offsets);
+        let mut out = a.clone();
+        for w in self.offsets.windows(2) {
+            for r in w[0] + 1..w[1] {
+                let (prev, mut cur) = out.multi_slice_mut((s![r - 1, ..], s![r, ..]));
+                cur += &prev;
+            }
+        }
+        out
+    }
+    fn backward(&self, _: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        let mut d = g.clone();
+        for w in self.offsets.windows(2) {
+            for r in (w[0]..w[1].saturating_sub(1)).rev() {
+                let (mut cur, next) = d.multi_slice_mut((s![r, ..], s![r + 1, ..]));
+                cur += &next;
+            }
+        }
+        vec![Some(d)]
+    }
+}

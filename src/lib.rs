@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+//! # gflownet
+//!
+//! A GFlowNet training engine with no ML framework underneath: its own
+//! reverse-mode autodiff over `ndarray` ([`autodiff`]), a policy MLP and
+//! optimizers ([`nn`]), and seeded random streams ([`rng`]) so that a run is
+//! reproducible bit for bit from its seed.
+
+pub mod autodiff;
+pub mod error;
+pub mod nn;
+pub mod rng;
+mod scalar;
+
+pub use error::Error;
+pub use scalar::Scalar;

@@ -1,0 +1,68 @@
+//! A fully connected layer `y = x W + b`.
+
+use ndarray::Array2;
+use rand::Rng;
+
+use super::{Bound, ParamId, ParamStore};
+use crate::autodiff::{Tape, Var};
+use crate::Scalar;
+
+/// Weight initialisation.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub enum Init {
+    /// Glorot/Xavier uniform: `U(-a, a)`, `a = sqrt(6 / (fan_in + fan_out))` (for tanh).
+    Xavier,
+    /// He/Kaiming uniform: `U(-a, a)`, `a = sqrt(6 / fan_in)` (for ReLU).
+    He,
+    /// All zeros (e.g. an output head that should start uniform).
+    Zeros,
+}
+
+/// `y = x W + b` with `W: [in, out]`, `b: [1, out]`.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    pub w: ParamId,
+    pub b: ParamId,
+    pub fan_in: usize,
+    pub fan_out: usize,
+}
+
+impl Linear {
+    /// Creates `name.w` and `name.b` in `store` under `group`.
+    pub fn new<T: Scalar, R: Rng>(
+        store: &mut ParamStore<T>,
+        name: &str,
+        group: &str,
+        fan_in: usize,
+        fan_out: usize,
+        init: Init,
+        rng: &mut R,
+    ) -> Self {
+        let a = match init {
+            Init::Xavier => (6.0 / (fan_in + fan_out) as f64).sqrt(),
+            Init::He => (6.0 / fan_in as f64).sqrt(),
+            Init::Zeros => 0.0,
+        };
+        let w = Array2::from_shape_fn((fan_in, fan_out), |_| {
+            if a == 0.0 {
+                T::zero()
+            } else {
+                T::from_f64(rng.gen_range(-a..a))
+            }
+        });
+        let w = store.add(&format!("{name}.w"), group, w);
+        let b = store.add(&format!("{name}.b"), group, Array2::zeros((1, fan_out)));
+        Linear { w, b, fan_in, fan_out }
+    }
+
+    /// `x W + b` on the tape.
+    pub fn forward<T: Scalar>(&self, tape: &mut Tape<T>, p: &Bound, x: Var) -> Var {
+        let xw = tape.matmul(x, p[self.w]);
+        tape.add(xw, p[self.b])
+    }
+
+    /// Multiply-adds of one forward row.
+    pub fn flops_per_row(&self) -> usize {
+        2 * self.fan_in * self.fan_out
+    }
+}
