@@ -9,6 +9,7 @@
 pub mod autodiff;
 pub mod error;
 pub mod nn;
+pub mod objective;
 pub mod rng;
 mod scalar;
 
