@@ -7,10 +7,14 @@
 //! reproducible bit for bit from its seed.
 
 pub mod autodiff;
+pub mod env;
 pub mod error;
+pub mod metrics;
 pub mod nn;
 pub mod objective;
+pub mod policy;
 pub mod rng;
+pub mod sampler;
 mod scalar;
 
 pub use error::Error;

@@ -1,0 +1,94 @@
+//! Environments: the state graph a GFlowNet builds objects in.
+//!
+//! Implement [`Environment`] for a new task (see `examples/custom_env.rs`).
+//! Conventions shared by the whole engine:
+//! - Forward actions `0..n_actions()`; one of them is the *terminating*
+//!   action (STOP / exit) that turns a state `x` into the terminal state
+//!   `x⊤` for which `is_terminal` holds. The finished object is `x⊤`.
+//! - A trajectory `s_0 -> ... -> s_n` starts at the initial state and ends
+//!   with the terminating transition into `s_n = x⊤`.
+//! - Backward actions `0..n_backward_actions()` undo non-terminating
+//!   transitions: `backward_step(s, b)` returns the parent and the forward
+//!   action that leads from the parent to `s`. The terminating transition is
+//!   undone deterministically by `unterminate` (its `P_B` is 1).
+
+mod hypergrid;
+mod peptide;
+
+pub use hypergrid::{HyperGrid, HyperGridReward, HyperGridState};
+pub use peptide::{Peptide, PeptideState, AMINO_ACIDS};
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+/// A step-by-step construction task.
+pub trait Environment: Send + Sync {
+    type State: Clone + Eq + Hash + Debug + Send + Sync;
+
+    /// Number of forward actions, the terminating one included.
+    fn n_actions(&self) -> usize;
+    /// Number of backward actions (parents a state can have, at most).
+    fn n_backward_actions(&self) -> usize;
+    /// Width of [`Environment::encode`]'s output.
+    fn feature_dim(&self) -> usize;
+
+    fn initial_state(&self) -> Self::State;
+    fn is_initial(&self, s: &Self::State) -> bool {
+        *s == self.initial_state()
+    }
+    fn is_terminal(&self, s: &Self::State) -> bool;
+    /// Writes which forward actions are valid in `s` (all false when terminal).
+    fn forward_mask(&self, s: &Self::State, mask: &mut [bool]);
+    /// The state reached from `s` by the valid forward action `a`.
+    fn step(&self, s: &Self::State, a: usize) -> Self::State;
+
+    /// Writes which backward actions are valid in the non-initial, non-terminal `s`.
+    fn backward_mask(&self, s: &Self::State, mask: &mut [bool]);
+    /// Undoes backward action `b` from `s`: `(parent, forward action parent -> s)`.
+    fn backward_step(&self, s: &Self::State, b: usize) -> (Self::State, usize);
+    /// The backward action that undoes forward action `a` taken in `parent`.
+    fn backward_action(&self, parent: &Self::State, a: usize) -> usize;
+    /// The state a terminal state was terminated from, and the terminating action.
+    fn unterminate(&self, x: &Self::State) -> (Self::State, usize);
+
+    /// Fixed-width features of a non-terminal state for the policy network.
+    fn encode(&self, s: &Self::State, out: &mut [f32]);
+
+    /// `true` when every state has exactly one parent (then `log P_B = 0`).
+    fn is_tree(&self) -> bool {
+        false
+    }
+
+    /// Every non-terminal state in a topological order (parents before
+    /// children), when the state space is small enough to enumerate.
+    fn all_states(&self) -> Option<Vec<Self::State>> {
+        None
+    }
+
+    /// Encodes many states into the rows of `out` (override for speed).
+    fn encode_batch(&self, states: &[&Self::State], out: &mut ndarray::ArrayViewMut2<f32>) {
+        for (s, mut row) in states.iter().zip(out.rows_mut()) {
+            row.fill(0.0);
+            self.encode(
+                s,
+                row.as_slice_mut()
+                    .expect("rows of a standard-layout array are contiguous"),
+            );
+        }
+    }
+}
+
+/// Log-rewards of terminal states, evaluated in batches.
+pub trait LogReward<S>: Send {
+    /// `log R(x)` for each terminal state, in order. Errors name the offending object.
+    fn log_rewards(&mut self, xs: &[S]) -> crate::error::Result<Vec<f64>>;
+}
+
+impl<S, F> LogReward<S> for F
+where
+    F: FnMut(&[S]) -> crate::error::Result<Vec<f64>> + Send,
+{
+    fn log_rewards(&mut self, xs: &[S]) -> crate::error::Result<Vec<f64>> {
+        self(xs)
+    }
+}

@@ -1,0 +1,5 @@
+//! Metrics: exact distributions for enumerable environments, sample statistics.
+
+mod exact;
+
+pub use exact::{empirical_distribution, exact_terminal_distribution, DistributionMetrics, ExactDistribution};

@@ -1,0 +1,275 @@
+//! The policy: an MLP trunk with heads for `P_F`, `P_B`, `log F` and a scalar `log Z`.
+
+use ndarray::{Array2, ArrayView2};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::autodiff::{Tape, Var};
+use crate::env::Environment;
+use crate::error::{Error, Result};
+use crate::nn::{Activation, Bound, Init, Linear, Mlp, ParamId, ParamStore};
+use crate::objective::Terms;
+use crate::sampler::Trajectories;
+use crate::Scalar;
+
+/// Optimizer group of the network weights.
+pub const NET_GROUP: &str = "net";
+/// Optimizer group of `log Z` (it needs a much larger learning rate).
+pub const LOG_Z_GROUP: &str = "log_z";
+
+/// How `P_B` is obtained.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BackwardPolicy {
+    /// Uniform over the valid parents (exactly 1 on trees).
+    #[default]
+    Uniform,
+    /// A learned head.
+    Learned,
+}
+
+/// Shape of the policy network.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub hidden: Vec<usize>,
+    pub activation: Activation,
+    #[serde(default)]
+    pub backward: BackwardPolicy,
+    /// Add a `log F(s)` head (DB and SubTB need it).
+    #[serde(default)]
+    pub log_f: bool,
+    /// The `P_B` and `log F` heads share the `P_F` trunk (else they get a trunk of their own).
+    #[serde(default = "yes")]
+    pub shared_trunk: bool,
+    /// Initial value of `log Z`.
+    #[serde(default)]
+    pub log_z_init: f64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            hidden: vec![256, 256],
+            activation: Activation::Relu,
+            backward: BackwardPolicy::Uniform,
+            log_f: false,
+            shared_trunk: true,
+            log_z_init: 0.0,
+        }
+    }
+}
+
+/// Raw head outputs for a batch of states.
+pub struct Heads {
+    /// `[N, n_actions]` forward logits.
+    pub pf_logits: Var,
+    /// `[N, n_backward_actions]` backward logits (learned `P_B` only).
+    pub pb_logits: Option<Var>,
+    /// `[N, 1]` state log-flows.
+    pub log_f: Option<Var>,
+}
+
+/// Trunk plus heads; all parameters live in a [`ParamStore`].
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub config: PolicyConfig,
+    trunk: Mlp,
+    /// Trunk of the backward and flow heads when not shared.
+    aux_trunk: Option<Mlp>,
+    pf: Linear,
+    pb: Option<Linear>,
+    log_f: Option<Linear>,
+    pub log_z: ParamId,
+    n_actions: usize,
+    feature_dim: usize,
+}
+
+impl Policy {
+    /// Creates the parameters in `store`: network weights in group [`NET_GROUP`], `log Z` in [`LOG_Z_GROUP`].
+    pub fn new<E: Environment, T: Scalar, R: Rng>(
+        env: &E,
+        config: &PolicyConfig,
+        store: &mut ParamStore<T>,
+        rng: &mut R,
+    ) -> Result<Self> {
+        if config.hidden.is_empty() || config.hidden.iter().any(|&h| h == 0 || h > 1 << 16) {
+            return Err(Error::config(
+                "policy.hidden",
+                format!("must list at least one width in [1, 65536], got {:?}", config.hidden),
+            ));
+        }
+        if !config.log_z_init.is_finite() {
+            return Err(Error::config(
+                "policy.log_z_init",
+                format!("must be finite, got {}", config.log_z_init),
+            ));
+        }
+        if config.backward == BackwardPolicy::Learned && env.is_tree() {
+            return Err(Error::config(
+                "policy.backward",
+                "a learned P_B has nothing to learn on a tree environment (every state has one parent); use `uniform`",
+            ));
+        }
+        let d = env.feature_dim();
+        let widths: Vec<usize> = std::iter::once(d).chain(config.hidden.iter().copied()).collect();
+        let h = *widths.last().unwrap();
+        let act = config.activation;
+        let trunk = Mlp::new(store, "trunk", NET_GROUP, &widths, act, true, rng);
+        let pf = Linear::new(store, "pf", NET_GROUP, h, env.n_actions(), Init::Xavier, rng);
+        let needs_aux = config.backward == BackwardPolicy::Learned || config.log_f;
+        let aux_trunk =
+            (needs_aux && !config.shared_trunk).then(|| Mlp::new(store, "aux", NET_GROUP, &widths, act, true, rng));
+        let pb = (config.backward == BackwardPolicy::Learned)
+            .then(|| Linear::new(store, "pb", NET_GROUP, h, env.n_backward_actions(), Init::Xavier, rng));
+        let log_f = config
+            .log_f
+            .then(|| Linear::new(store, "log_f", NET_GROUP, h, 1, Init::Xavier, rng));
+        let log_z = store.add(
+            "log_z",
+            LOG_Z_GROUP,
+            Array2::from_elem((1, 1), T::from_f64(config.log_z_init)),
+        );
+        Ok(Policy {
+            config: config.clone(),
+            trunk,
+            aux_trunk,
+            pf,
+            pb,
+            log_f,
+            log_z,
+            n_actions: env.n_actions(),
+            feature_dim: d,
+        })
+    }
+
+    pub fn feature_dim(&self) -> usize {
+        self.feature_dim
+    }
+
+    pub fn n_actions(&self) -> usize {
+        self.n_actions
+    }
+
+    pub fn learned_pb(&self) -> bool {
+        self.pb.is_some()
+    }
+
+    pub fn has_log_f(&self) -> bool {
+        self.log_f.is_some()
+    }
+
+    /// All heads on the tape for the states whose features are the rows of `x`.
+    pub fn forward<T: Scalar>(&self, tape: &mut Tape<T>, p: &Bound, x: Var) -> Heads {
+        let h = self.trunk.forward(tape, p, x);
+        let pf_logits = self.pf.forward(tape, p, h);
+        let h_aux = match &self.aux_trunk {
+            Some(aux) => aux.forward(tape, p, x),
+            None => h,
+        };
+        Heads {
+            pf_logits,
+            pb_logits: self.pb.as_ref().map(|l| l.forward(tape, p, h_aux)),
+            log_f: self.log_f.as_ref().map(|l| l.forward(tape, p, h_aux)),
+        }
+    }
+
+    /// Forward logits (and backward logits if learned) without a tape, for sampling.
+    pub fn infer(&self, store: &ParamStore<f32>, x: ArrayView2<f32>) -> (Array2<f32>, Option<Array2<f32>>) {
+        let h = infer_mlp(&self.trunk, store, x);
+        let pf = infer_linear(&self.pf, store, h.view());
+        let pb = self.pb.as_ref().map(|l| match &self.aux_trunk {
+            Some(aux) => infer_linear(l, store, infer_mlp(aux, store, x).view()),
+            None => infer_linear(l, store, h.view()),
+        });
+        (pf, pb)
+    }
+
+    /// Floating-point operations of one forward row through every head.
+    pub fn flops_per_row(&self) -> usize {
+        self.trunk.flops_per_row()
+            + self.aux_trunk.as_ref().map_or(0, Mlp::flops_per_row)
+            + self.pf.flops_per_row()
+            + self.pb.as_ref().map_or(0, Linear::flops_per_row)
+            + self.log_f.as_ref().map_or(0, Linear::flops_per_row)
+    }
+
+    /// The objective's [`Terms`] for a batch of trajectories, in one batched
+    /// pass over all their states (`log_r` is `log R(x)` per trajectory).
+    pub fn terms<T: Scalar, S>(&self, tape: &mut Tape<T>, p: &Bound, traj: &Trajectories<S>, log_r: &[f64]) -> Terms {
+        assert_eq!(log_r.len(), traj.len(), "terms: one log-reward per trajectory");
+        let rows = traj.n_transitions();
+        let x = tape.constant(traj.features.mapv(|v| T::from_f64(v as f64)));
+        let heads = self.forward(tape, p, x);
+        let lp = tape.masked_log_softmax(heads.pf_logits, traj.forward_masks.clone());
+        let log_pf = tape.gather(lp, traj.actions.clone());
+
+        // Transition k's P_B(s_k | s_{k+1}) is read at row k + 1 (the state s_{k+1});
+        // the terminating transition has P_B = 1, read from an appended zero row.
+        let shift: Vec<usize> = (0..traj.len())
+            .flat_map(|b| {
+                let (lo, hi) = (traj.offsets[b], traj.offsets[b + 1]);
+                (lo..hi).map(move |k| if k + 1 < hi { k + 1 } else { rows })
+            })
+            .collect();
+        let log_pb = match heads.pb_logits {
+            Some(logits) => {
+                let lpb = tape.masked_log_softmax(logits, traj.backward_masks.clone());
+                let at_rows = tape.gather(lpb, traj.backward_actions.clone());
+                let zero = tape.constant(Array2::zeros((1, 1)));
+                let padded = tape.concat(&[at_rows, zero], 0);
+                tape.index_select(padded, shift)
+            }
+            None => {
+                let mut uniform: Vec<f64> = traj
+                    .backward_masks
+                    .rows()
+                    .into_iter()
+                    .map(|m| -(m.iter().filter(|&&v| v).count().max(1) as f64).ln())
+                    .collect();
+                uniform.push(0.0);
+                tape.constant(Array2::from_shape_fn((rows, 1), |(k, _)| {
+                    T::from_f64(uniform[shift[k]])
+                }))
+            }
+        };
+        let entropy = Some(tape.masked_entropy(heads.pf_logits, traj.forward_masks.clone()));
+        let log_r = tape.constant(Array2::from_shape_fn((log_r.len(), 1), |(b, _)| T::from_f64(log_r[b])));
+        Terms {
+            offsets: traj.offsets.clone(),
+            log_pf,
+            log_pb,
+            log_f: heads.log_f,
+            log_r,
+            log_z: p[self.log_z],
+            entropy,
+        }
+    }
+}
+
+fn infer_linear(l: &Linear, store: &ParamStore<f32>, x: ArrayView2<f32>) -> Array2<f32> {
+    x.dot(store.value(l.w)) + store.value(l.b)
+}
+
+fn infer_mlp(mlp: &Mlp, store: &ParamStore<f32>, x: ArrayView2<f32>) -> Array2<f32> {
+    let mut h = x.to_owned();
+    let last = mlp.layers.len() - 1;
+    for (i, layer) in mlp.layers.iter().enumerate() {
+        h = infer_linear(layer, store, h.view());
+        if i < last || mlp.activate_last {
+            match mlp.activation {
+                Activation::Relu => h.mapv_inplace(|v| v.max(0.0)),
+                Activation::LeakyRelu(k) => {
+                    let k = k as f32;
+                    h.mapv_inplace(|v| if v > 0.0 { v } else { k * v })
+                }
+                Activation::Tanh => h.mapv_inplace(f32::tanh),
+            }
+        }
+    }
+    h
+}

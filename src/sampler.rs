@@ -1,0 +1,391 @@
+//! Batched trajectory sampling, forward with exploration and backward with `P_B`.
+//!
+//! One sampler serves training and evaluation. Trajectory `i` of the `n`-th
+//! trajectory ever drawn by a sampler uses its own random stream keyed by
+//! `(seed, n)`, so results do not depend on batching or threads, and the
+//! sampler's whole random state is one counter.
+
+use ndarray::{Array2, ArrayViewMut2};
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+
+use crate::env::Environment;
+use crate::error::{in_range, positive_finite, Result};
+use crate::nn::ParamStore;
+use crate::policy::Policy;
+use crate::rng::{self, streams};
+
+/// Off-policy exploration for forward sampling.
+///
+/// Actions are drawn from `(1 - epsilon) * softmax(logits / temperature) +
+/// epsilon * uniform(valid actions)`; masked actions never get mass. The
+/// `log P_F` recorded in [`Trajectories`] is always the policy's own
+/// (temperature 1, no epsilon): training on these trajectories is off-policy
+/// training of `P_F`, which balance objectives (TB, DB, SubTB) allow.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exploration {
+    pub temperature: f64,
+    pub epsilon: f64,
+}
+
+impl Default for Exploration {
+    fn default() -> Self {
+        Exploration::ON_POLICY
+    }
+}
+
+impl Exploration {
+    pub const ON_POLICY: Exploration = Exploration {
+        temperature: 1.0,
+        epsilon: 0.0,
+    };
+
+    pub fn validate(&self) -> Result<()> {
+        positive_finite("exploration.temperature", self.temperature)?;
+        in_range("exploration.epsilon", self.epsilon, 0.0, 1.0)
+    }
+
+    pub fn is_on_policy(&self) -> bool {
+        *self == Self::ON_POLICY
+    }
+}
+
+/// A batch of complete trajectories, stored flat: row `offsets[b] + k` is the
+/// transition `s_k -> s_{k+1}` of trajectory `b` (see [`crate::objective::Terms`]).
+#[derive(Clone, Debug)]
+pub struct Trajectories<S> {
+    /// `B + 1` rising offsets.
+    pub offsets: Vec<usize>,
+    /// `[T, feature_dim]`: features of each transition's source state `s_k`.
+    pub features: Array2<f32>,
+    /// `[T, n_actions]`: valid forward actions at `s_k`.
+    pub forward_masks: Array2<bool>,
+    /// `[T]`: the forward action taken at `s_k`.
+    pub actions: Vec<usize>,
+    /// `[T, n_backward_actions]`: valid backward actions at `s_k` (row of `s_0`: unused).
+    pub backward_masks: Array2<bool>,
+    /// `[T]`: the backward action leading from `s_k` to `s_{k-1}` (row of `s_0`: 0, unused).
+    pub backward_actions: Vec<usize>,
+    /// `[T]`: `log P_F(s_{k+1} | s_k)` under the policy at sampling time.
+    pub log_pf: Vec<f32>,
+    /// `[T]`: `log P_B(s_k | s_{k+1})` at sampling time (0 for the terminating transition).
+    pub log_pb: Vec<f32>,
+    /// `[B]`: the terminal states (the objects).
+    pub terminals: Vec<S>,
+}
+
+impl<S> Trajectories<S> {
+    /// Number of trajectories.
+    pub fn len(&self) -> usize {
+        self.terminals.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.terminals.is_empty()
+    }
+
+    /// Total number of transitions `T`.
+    pub fn n_transitions(&self) -> usize {
+        *self.offsets.last().unwrap_or(&0)
+    }
+
+    /// `sum log P_F` of each trajectory, as recorded.
+    pub fn sum_log_pf(&self) -> Vec<f64> {
+        self.segment_sums(&self.log_pf)
+    }
+
+    /// `sum log P_B` of each trajectory, as recorded.
+    pub fn sum_log_pb(&self) -> Vec<f64> {
+        self.segment_sums(&self.log_pb)
+    }
+
+    fn segment_sums(&self, v: &[f32]) -> Vec<f64> {
+        self.offsets
+            .windows(2)
+            .map(|w| v[w[0]..w[1]].iter().map(|&x| x as f64).sum())
+            .collect()
+    }
+}
+
+/// One trajectory under construction.
+struct Path<S> {
+    states: Vec<S>,
+    actions: Vec<usize>,
+    log_pf: Vec<f32>,
+}
+
+/// Draws trajectories from a policy.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Sampler {
+    pub seed: u64,
+    /// Trajectories drawn so far: the next one uses stream key `drawn`.
+    pub drawn: u64,
+}
+
+impl Sampler {
+    pub fn new(seed: u64) -> Self {
+        Sampler { seed, drawn: 0 }
+    }
+
+    /// Samples `batch` trajectories forward from the initial state.
+    pub fn sample<E: Environment>(
+        &mut self,
+        env: &E,
+        policy: &Policy,
+        store: &ParamStore<f32>,
+        batch: usize,
+        explore: Exploration,
+    ) -> Trajectories<E::State> {
+        let a_n = env.n_actions();
+        let mut rngs: Vec<_> = (0..batch as u64)
+            .map(|i| rng::keyed(self.seed, streams::SAMPLE, self.drawn + i))
+            .collect();
+        self.drawn += batch as u64;
+        let mut paths: Vec<Path<E::State>> = (0..batch)
+            .map(|_| Path {
+                states: vec![env.initial_state()],
+                actions: Vec::new(),
+                log_pf: Vec::new(),
+            })
+            .collect();
+        let mut active: Vec<usize> = (0..batch).collect();
+        let mut x = Array2::<f32>::zeros((batch, env.feature_dim()));
+        let mut mask = vec![false; a_n];
+        let mut probs = vec![0f64; a_n];
+        while !active.is_empty() {
+            let n = active.len();
+            {
+                let current: Vec<&E::State> = active.iter().map(|&i| paths[i].states.last().unwrap()).collect();
+                let mut view: ArrayViewMut2<f32> = x.slice_mut(ndarray::s![..n, ..]);
+                env.encode_batch(&current, &mut view);
+            }
+            let (logits, _) = policy.infer(store, x.slice(ndarray::s![..n, ..]));
+            let mut still = Vec::with_capacity(n);
+            for (row, &i) in active.iter().enumerate() {
+                let path = &mut paths[i];
+                let s = path.states.last().unwrap();
+                env.forward_mask(s, &mut mask);
+                let lr = logits.row(row);
+                let a = choose(lr.as_slice().unwrap(), &mask, explore, &mut probs, &mut rngs[i]);
+                path.log_pf.push(log_prob(lr.as_slice().unwrap(), &mask, a));
+                path.actions.push(a);
+                let next = env.step(s, a);
+                let done = env.is_terminal(&next);
+                path.states.push(next);
+                if !done {
+                    still.push(i);
+                }
+            }
+            active = still;
+        }
+        let log_pb = paths
+            .iter()
+            .map(|p| uniform_or_learned_pb(env, policy, store, p))
+            .collect();
+        assemble(env, paths, log_pb)
+    }
+
+    /// Trajectories ending in the given terminal states, drawn backward with
+    /// `P_B` (uniform or the policy's learned head). On trees the unique trajectory.
+    pub fn sample_backward<E: Environment>(
+        &mut self,
+        env: &E,
+        policy: &Policy,
+        store: &ParamStore<f32>,
+        terminals: &[E::State],
+    ) -> Trajectories<E::State> {
+        let b_n = env.n_backward_actions();
+        let mut rngs: Vec<_> = (0..terminals.len() as u64)
+            .map(|i| rng::keyed(self.seed, streams::REPLAY, self.drawn + i))
+            .collect();
+        self.drawn += terminals.len() as u64;
+        let mut bmask = vec![false; b_n];
+        let mut probs = vec![0f64; b_n];
+        let mut feat = Array2::<f32>::zeros((1, env.feature_dim()));
+        let paths: Vec<Path<E::State>> = terminals
+            .iter()
+            .zip(rngs.iter_mut())
+            .map(|(x, rng)| {
+                let (mut s, stop) = env.unterminate(x);
+                let mut rev_states = vec![x.clone(), s.clone()];
+                let mut rev_actions = vec![stop];
+                while !env.is_initial(&s) {
+                    env.backward_mask(&s, &mut bmask);
+                    let b = match policy.learned_pb() {
+                        true => {
+                            feat.fill(0.0);
+                            env.encode(&s, feat.row_mut(0).as_slice_mut().unwrap());
+                            let (_, pb) = policy.infer(store, feat.view());
+                            let pb = pb.expect("learned P_B head");
+                            choose(
+                                pb.row(0).as_slice().unwrap(),
+                                &bmask,
+                                Exploration::ON_POLICY,
+                                &mut probs,
+                                rng,
+                            )
+                        }
+                        false => {
+                            let valid: Vec<usize> = (0..b_n).filter(|&j| bmask[j]).collect();
+                            valid[rng.gen_range(0..valid.len())]
+                        }
+                    };
+                    let (parent, a) = env.backward_step(&s, b);
+                    rev_actions.push(a);
+                    rev_states.push(parent.clone());
+                    s = parent;
+                }
+                rev_states.reverse();
+                rev_actions.reverse();
+                Path {
+                    states: rev_states,
+                    actions: rev_actions,
+                    log_pf: Vec::new(),
+                }
+            })
+            .collect();
+        // log P_F of the replayed transitions under the current policy, one batched pass
+        let mut paths = paths;
+        let rows: usize = paths.iter().map(|p| p.actions.len()).sum();
+        let mut x = Array2::<f32>::zeros((rows, env.feature_dim()));
+        {
+            let states: Vec<&E::State> = paths.iter().flat_map(|p| p.states[..p.actions.len()].iter()).collect();
+            env.encode_batch(&states, &mut x.view_mut());
+        }
+        let (logits, _) = policy.infer(store, x.view());
+        let mut mask = vec![false; env.n_actions()];
+        let mut r = 0;
+        for p in paths.iter_mut() {
+            for (k, &a) in p.actions.iter().enumerate() {
+                env.forward_mask(&p.states[k], &mut mask);
+                p.log_pf.push(log_prob(logits.row(r).as_slice().unwrap(), &mask, a));
+                r += 1;
+            }
+        }
+        let log_pb = paths
+            .iter()
+            .map(|p| uniform_or_learned_pb(env, policy, store, p))
+            .collect();
+        assemble(env, paths, log_pb)
+    }
+}
+
+/// Draws an action from `(1-eps) softmax(logits/temp) + eps uniform` over the valid ones.
+fn choose(logits: &[f32], mask: &[bool], explore: Exploration, probs: &mut [f64], rng: &mut rng::Rng) -> usize {
+    let inv_t = 1.0 / explore.temperature;
+    let max = logits
+        .iter()
+        .zip(mask)
+        .filter(|(_, &m)| m)
+        .map(|(&l, _)| l as f64 * inv_t)
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert!(max > f64::NEG_INFINITY || max.is_nan(), "choose: no valid action");
+    let n_valid = mask.iter().filter(|&&m| m).count() as f64;
+    let mut total = 0.0;
+    for ((p, &l), &m) in probs.iter_mut().zip(logits).zip(mask) {
+        *p = if m { (l as f64 * inv_t - max).exp() } else { 0.0 };
+        total += *p;
+    }
+    let mut acc = 0.0;
+    let u: f64 = rng.gen();
+    let mut last_valid = 0;
+    for (j, (&p, &m)) in probs.iter().zip(mask).enumerate() {
+        if !m {
+            continue;
+        }
+        last_valid = j;
+        acc += (1.0 - explore.epsilon) * p / total + explore.epsilon / n_valid;
+        if u < acc {
+            return j;
+        }
+    }
+    last_valid
+}
+
+/// `log softmax(logits)[a]` over the valid actions, in f64 then rounded.
+fn log_prob(logits: &[f32], mask: &[bool], a: usize) -> f32 {
+    let lse = crate::autodiff::ops::masked_row_logsumexp(logits.iter().map(|&v| v as f64), mask.iter().copied())
+        .expect("a state with a valid action");
+    (logits[a] as f64 - lse) as f32
+}
+
+/// `log P_B(s_k | s_{k+1})` for each transition of a path (0 for the terminating one).
+fn uniform_or_learned_pb<E: Environment>(
+    env: &E,
+    policy: &Policy,
+    store: &ParamStore<f32>,
+    p: &Path<E::State>,
+) -> Vec<f32> {
+    let n = p.actions.len();
+    let mut out = vec![0f32; n];
+    if env.is_tree() {
+        return out;
+    }
+    let mut bmask = vec![false; env.n_backward_actions()];
+    let mut feat = Array2::<f32>::zeros((n.saturating_sub(1).max(1), env.feature_dim()));
+    if policy.learned_pb() && n > 1 {
+        let states: Vec<&E::State> = p.states[1..n].iter().collect();
+        env.encode_batch(&states, &mut feat.view_mut());
+    }
+    let pb_logits = if policy.learned_pb() && n > 1 {
+        policy.infer(store, feat.view()).1
+    } else {
+        None
+    };
+    for (k, o) in out.iter_mut().enumerate().take(n.saturating_sub(1)) {
+        let child = &p.states[k + 1];
+        env.backward_mask(child, &mut bmask);
+        *o = match &pb_logits {
+            Some(l) => log_prob(
+                l.row(k).as_slice().unwrap(),
+                &bmask,
+                env.backward_action(&p.states[k], p.actions[k]),
+            ),
+            None => -(bmask.iter().filter(|&&m| m).count() as f32).ln(),
+        };
+    }
+    out
+}
+
+fn assemble<E: Environment>(env: &E, paths: Vec<Path<E::State>>, log_pb: Vec<Vec<f32>>) -> Trajectories<E::State> {
+    let mut offsets = vec![0];
+    for p in &paths {
+        offsets.push(offsets.last().unwrap() + p.actions.len());
+    }
+    let rows = *offsets.last().unwrap();
+    let mut features = Array2::<f32>::zeros((rows, env.feature_dim()));
+    let mut forward_masks = Array2::from_elem((rows, env.n_actions()), false);
+    let mut backward_masks = Array2::from_elem((rows, env.n_backward_actions()), false);
+    let mut backward_actions = vec![0; rows];
+    let mut r = 0;
+    for p in &paths {
+        for k in 0..p.actions.len() {
+            let s = &p.states[k];
+            env.encode(s, features.row_mut(r).as_slice_mut().unwrap());
+            env.forward_mask(s, forward_masks.row_mut(r).as_slice_mut().unwrap());
+            if k == 0 {
+                backward_masks[[r, 0]] = true; // unused: the initial state has no parent
+            } else {
+                env.backward_mask(s, backward_masks.row_mut(r).as_slice_mut().unwrap());
+                backward_actions[r] = env.backward_action(&p.states[k - 1], p.actions[k - 1]);
+            }
+            r += 1;
+        }
+    }
+    let actions = paths.iter().flat_map(|p| p.actions.iter().copied()).collect();
+    let log_pf = paths.iter().flat_map(|p| p.log_pf.iter().copied()).collect();
+    let log_pb = log_pb.into_iter().flatten().collect();
+    let terminals = paths.into_iter().map(|mut p| p.states.pop().unwrap()).collect();
+    Trajectories {
+        offsets,
+        features,
+        forward_masks,
+        actions,
+        backward_masks,
+        backward_actions,
+        log_pf,
+        log_pb,
+        terminals,
+    }
+}

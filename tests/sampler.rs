@@ -1,0 +1,288 @@
+//! Environments, policy heads, sampling and exact distributions.
+
+use gflownet::autodiff::Tape;
+use gflownet::env::{Environment, HyperGrid, HyperGridReward, HyperGridState, Peptide};
+use gflownet::metrics::exact_terminal_distribution;
+use gflownet::nn::{Activation, ParamStore};
+use gflownet::policy::{BackwardPolicy, Policy, PolicyConfig};
+use gflownet::rng;
+use gflownet::sampler::{Exploration, Sampler, Trajectories};
+use proptest::prelude::*;
+use std::collections::HashMap;
+
+fn policy_for<E: Environment>(env: &E, seed: u64, backward: BackwardPolicy, scale: f32) -> (Policy, ParamStore<f32>) {
+    let cfg = PolicyConfig {
+        hidden: vec![32, 32],
+        activation: Activation::LeakyRelu(0.01),
+        backward,
+        log_f: true,
+        ..PolicyConfig::default()
+    };
+    let mut store = ParamStore::new();
+    let mut r = rng::stream(seed, rng::streams::INIT);
+    let policy = Policy::new(env, &cfg, &mut store, &mut r).unwrap();
+    // sharpen the random policy so masks matter
+    for p in store.iter_mut() {
+        p.value.mapv_inplace(|v| v * scale);
+    }
+    (policy, store)
+}
+
+/// Every recorded action was valid at its state; rows are consistent.
+fn assert_valid<S>(t: &Trajectories<S>) -> Result<(), TestCaseError> {
+    for (r, &a) in t.actions.iter().enumerate() {
+        prop_assert!(t.forward_masks[[r, a]], "row {r}: masked action {a} taken");
+        prop_assert!(
+            t.log_pf[r].is_finite() && t.log_pf[r] <= 1e-6,
+            "row {r}: log_pf {}",
+            t.log_pf[r]
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn masked_actions_are_never_sampled(seed in 0u64..10_000, eps in 0.0f64..=1.0, temp in 0.05f64..5.0,
+                                        scale in 0.5f32..20.0, min_len in 1usize..6, extra in 0usize..6) {
+        let explore = Exploration { temperature: temp, epsilon: eps };
+        let pep = Peptide::new(min_len, min_len + extra).unwrap();
+        let (policy, store) = policy_for(&pep, seed, BackwardPolicy::Uniform, scale);
+        let t = Sampler::new(seed).sample(&pep, &policy, &store, 16, explore);
+        assert_valid(&t)?;
+        for x in &t.terminals {
+            prop_assert!(x.done && (pep.min_len..=pep.max_len).contains(&x.residues.len()), "{x:?}");
+        }
+        let grid = HyperGrid::new(3, 4).unwrap();
+        let (policy, store) = policy_for(&grid, seed, BackwardPolicy::Learned, scale);
+        let t = Sampler::new(seed).sample(&grid, &policy, &store, 16, explore);
+        assert_valid(&t)?;
+        for x in &t.terminals {
+            prop_assert!(x.done && x.coords.iter().all(|&c| c < 4));
+        }
+    }
+}
+
+/// Brute force: the probability of ending at each grid point under a uniform
+/// P_F, summing over every trajectory explicitly.
+fn brute_force_uniform(grid: &HyperGrid) -> HashMap<Vec<usize>, f64> {
+    fn walk(grid: &HyperGrid, s: &HyperGridState, p: f64, out: &mut HashMap<Vec<usize>, f64>) {
+        let mut mask = vec![false; grid.n_actions()];
+        grid.forward_mask(s, &mut mask);
+        let n = mask.iter().filter(|&&m| m).count() as f64;
+        for a in (0..mask.len()).filter(|&a| mask[a]) {
+            let next = grid.step(s, a);
+            if next.done {
+                *out.entry(next.coords.clone()).or_default() += p / n;
+            } else {
+                walk(grid, &next, p / n, out);
+            }
+        }
+    }
+    let mut out = HashMap::new();
+    walk(grid, &grid.initial_state(), 1.0, &mut out);
+    out
+}
+
+#[test]
+fn exact_distribution_sums_to_one_and_matches_brute_force() {
+    let grid = HyperGrid::new(2, 4).unwrap();
+    let mut reward = HyperGridReward::standard(4);
+    // a uniform P_F: zero every weight so all logits are 0
+    let (policy, mut store) = policy_for(&grid, 3, BackwardPolicy::Uniform, 1.0);
+    for p in store.iter_mut() {
+        p.value.fill(0.0);
+    }
+    let exact = exact_terminal_distribution(&grid, &policy, &store, &mut reward)
+        .unwrap()
+        .unwrap();
+    let total: f64 = exact.p_model.iter().sum();
+    assert!((total - 1.0).abs() < 1e-9, "P_T sums to {total}");
+    assert_eq!(exact.terminals.len(), 16);
+    let brute = brute_force_uniform(&grid);
+    for (x, &p) in exact.terminals.iter().zip(&exact.p_model) {
+        assert!(
+            (brute[&x.coords] - p).abs() < 1e-12,
+            "{x:?}: {p} vs {}",
+            brute[&x.coords]
+        );
+    }
+    // closed form at the origin: three valid actions (increment x, increment y, exit), so P_T = 1/3
+    let origin = exact.terminals.iter().position(|x| x.coords == vec![0, 0]).unwrap();
+    assert!((exact.p_model[origin] - 1.0 / 3.0).abs() < 1e-12);
+    // and for a random policy the sum is still 1
+    let (policy, store) = policy_for(&grid, 5, BackwardPolicy::Uniform, 5.0);
+    let exact = exact_terminal_distribution(&grid, &policy, &store, &mut reward)
+        .unwrap()
+        .unwrap();
+    assert!((exact.p_model.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    // target: true log Z of the standard reward by direct summation
+    let z: f64 = (0..4)
+        .flat_map(|i| (0..4).map(move |j| (i, j)))
+        .map(|(i, j)| reward.reward(&[i, j]))
+        .sum();
+    assert!((exact.true_log_z - z.ln()).abs() < 1e-12);
+}
+
+#[test]
+fn peptide_exact_distribution_sums_to_one() {
+    let pep = Peptide::with_alphabet(b"ACD", 1, 4).unwrap();
+    let (policy, store) = policy_for(&pep, 9, BackwardPolicy::Uniform, 3.0);
+    let mut reward = |xs: &[gflownet::env::PeptideState]| Ok(xs.iter().map(|x| x.residues.len() as f64).collect());
+    let exact = exact_terminal_distribution(&pep, &policy, &store, &mut reward)
+        .unwrap()
+        .unwrap();
+    assert_eq!(exact.terminals.len(), 3 + 9 + 27 + 81);
+    assert!((exact.p_model.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+}
+
+#[test]
+fn empirical_frequencies_converge_to_exact() {
+    // 20,000 samples over 16 terminals: the expected L1 (sum convention) is
+    // about sum_x sqrt(2 p_x (1-p_x) / (pi N)) ~ 0.02; we allow 0.05.
+    let grid = HyperGrid::new(2, 4).unwrap();
+    let mut reward = HyperGridReward::standard(4);
+    let (policy, store) = policy_for(&grid, 11, BackwardPolicy::Uniform, 3.0);
+    let exact = exact_terminal_distribution(&grid, &policy, &store, &mut reward)
+        .unwrap()
+        .unwrap();
+    let mut sampler = Sampler::new(1);
+    let mut samples = Vec::new();
+    for _ in 0..40 {
+        samples.extend(
+            sampler
+                .sample(&grid, &policy, &store, 500, Exploration::ON_POLICY)
+                .terminals,
+        );
+    }
+    let freq = gflownet::metrics::empirical_distribution(&exact.terminals, &samples);
+    let l1: f64 = freq.iter().zip(&exact.p_model).map(|(a, b)| (a - b).abs()).sum();
+    assert!(l1 < 0.05, "empirical L1 to exact P_T = {l1}");
+}
+
+#[test]
+fn recorded_log_pf_equals_batched_recomputation() {
+    let pep = Peptide::default();
+    let (policy, store) = policy_for(&pep, 2, BackwardPolicy::Uniform, 2.0);
+    let t = Sampler::new(4).sample(
+        &pep,
+        &policy,
+        &store,
+        32,
+        Exploration {
+            temperature: 2.0,
+            epsilon: 0.1,
+        },
+    );
+    let mut tape = Tape::<f32>::new();
+    let p = store.bind(&mut tape);
+    let terms = policy.terms(&mut tape, &p, &t, &vec![0.0; t.len()]);
+    let lp = tape.value(terms.log_pf);
+    for (r, &rec) in t.log_pf.iter().enumerate() {
+        assert!((lp[[r, 0]] - rec).abs() < 1e-4, "row {r}: {} vs {rec}", lp[[r, 0]]);
+    }
+    // tree: log P_B is exactly 0
+    assert!(tape.value(terms.log_pb).iter().all(|&v| v == 0.0));
+    assert!(t.log_pb.iter().all(|&v| v == 0.0));
+}
+
+#[test]
+fn backward_sampling_is_consistent() {
+    for backward in [BackwardPolicy::Uniform, BackwardPolicy::Learned] {
+        let grid = HyperGrid::new(3, 5).unwrap();
+        let (policy, store) = policy_for(&grid, 21, backward, 4.0);
+        let mut sampler = Sampler::new(8);
+        let fwd = sampler.sample(&grid, &policy, &store, 24, Exploration::ON_POLICY);
+        let bwd = sampler.sample_backward(&grid, &policy, &store, &fwd.terminals);
+        assert_eq!(bwd.terminals, fwd.terminals);
+        // every transition valid; each trajectory ends where it should
+        for (r, &a) in bwd.actions.iter().enumerate() {
+            assert!(bwd.forward_masks[[r, a]], "{backward:?}: row {r}");
+        }
+        // recorded log P_B and log P_F equal the batched recomputation
+        let mut tape = Tape::<f32>::new();
+        let p = store.bind(&mut tape);
+        let terms = policy.terms(&mut tape, &p, &bwd, &vec![0.0; bwd.len()]);
+        for (r, (&pb, &pf)) in bwd.log_pb.iter().zip(&bwd.log_pf).enumerate() {
+            assert!(
+                (tape.value(terms.log_pb)[[r, 0]] - pb).abs() < 1e-4,
+                "{backward:?}: log_pb row {r}"
+            );
+            assert!(
+                (tape.value(terms.log_pf)[[r, 0]] - pf).abs() < 1e-4,
+                "{backward:?}: log_pf row {r}"
+            );
+        }
+        // uniform P_B of the path: the product over steps of 1/(number of parents)
+        if backward == BackwardPolicy::Uniform {
+            for (b, w) in bwd.offsets.windows(2).enumerate() {
+                let sum: f32 = bwd.log_pb[w[0]..w[1]].iter().sum();
+                assert!(sum <= 0.0 && sum.is_finite(), "trajectory {b}");
+            }
+        }
+    }
+    // on a tree the backward trajectory is the forward one
+    let pep = Peptide::new(2, 6).unwrap();
+    let (policy, store) = policy_for(&pep, 1, BackwardPolicy::Uniform, 2.0);
+    let mut sampler = Sampler::new(3);
+    let fwd = sampler.sample(&pep, &policy, &store, 16, Exploration::ON_POLICY);
+    let bwd = sampler.sample_backward(&pep, &policy, &store, &fwd.terminals);
+    assert_eq!(fwd.actions, bwd.actions);
+    assert_eq!(fwd.offsets, bwd.offsets);
+    for (a, b) in fwd.log_pf.iter().zip(&bwd.log_pf) {
+        assert!((a - b).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn sampling_is_seeded_and_batch_independent() {
+    let pep = Peptide::new(3, 8).unwrap();
+    let (policy, store) = policy_for(&pep, 1, BackwardPolicy::Uniform, 2.0);
+    let a = Sampler::new(5).sample(&pep, &policy, &store, 20, Exploration::ON_POLICY);
+    let mut s = Sampler::new(5);
+    let mut b = s.sample(&pep, &policy, &store, 7, Exploration::ON_POLICY).terminals;
+    b.extend(s.sample(&pep, &policy, &store, 13, Exploration::ON_POLICY).terminals);
+    assert_eq!(
+        a.terminals, b,
+        "the same seed gives the same objects however the batch is split"
+    );
+    let c = Sampler::new(6).sample(&pep, &policy, &store, 20, Exploration::ON_POLICY);
+    assert_ne!(a.terminals, c.terminals);
+}
+
+#[test]
+fn peptide_parse_errors_name_the_cause() {
+    let pep = Peptide::default();
+    let e = pep.parse("ACDEFGHIKLBX").unwrap_err().to_string();
+    assert!(e.contains("letter `B` at position 11"), "{e}");
+    let e = pep.parse("ACDEF").unwrap_err().to_string();
+    assert!(e.contains("length 5 is outside [10, 30]"), "{e}");
+    let x = pep.parse("ACDEFGHIKLMNPQ").unwrap();
+    assert_eq!(pep.to_string(&x), "ACDEFGHIKLMNPQ");
+    assert!(Peptide::new(5, 3).unwrap_err().to_string().contains("max_len"));
+    assert!(Peptide::new(0, 3).unwrap_err().to_string().contains("min_len"));
+    assert!(Peptide::new(1, 100_000).is_err());
+    assert!(HyperGrid::new(0, 4).is_err() && HyperGrid::new(2, 1).is_err());
+}
+
+#[test]
+fn peptide_masks() {
+    let pep = Peptide::new(2, 3).unwrap();
+    let mut m = vec![false; 21];
+    let s = pep.parse("ACD").unwrap();
+    let (s, _) = pep.unterminate(&s);
+    pep.forward_mask(&s, &mut m);
+    assert!(
+        m[20] && m[..20].iter().all(|&v| !v),
+        "at max_len STOP is the only valid action"
+    );
+    let (p, a) = pep.backward_step(&s, 0);
+    pep.forward_mask(&p, &mut m);
+    assert_eq!(a, 2);
+    assert!(m.iter().all(|&v| v));
+    let (p, _) = pep.backward_step(&p, 0);
+    pep.forward_mask(&p, &mut m);
+    assert!(!m[20] && m[..20].iter().all(|&v| v), "below min_len STOP is invalid");
+}
