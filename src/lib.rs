@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod nn;
 pub mod objective;
 pub mod policy;
+pub mod reward;
 pub mod rng;
 pub mod sampler;
 mod scalar;
