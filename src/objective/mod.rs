@@ -4,6 +4,10 @@
 //! of a batch of trajectories as tape variables, produced by the policy from
 //! sampled (or replayed) trajectories. Objectives know nothing of environments.
 
+pub mod regression;
+
+pub use regression::{Regression, RegressionLoss, DEFAULT_CLIP};
+
 use crate::autodiff::Var;
 
 /// The tape quantities of a batch of `B` complete trajectories.
