@@ -16,14 +16,19 @@
 use std::fmt;
 use std::time::Duration;
 
+mod adapter;
 pub mod external;
 pub mod peptide;
 
+pub use adapter::PeptideLogReward;
 pub use external::ExternalReward;
 pub use peptide::PeptideReward;
 
 /// The 20 standard amino acids, in alphabetical order of their one-letter codes.
-pub const AMINO_ACIDS: &str = "ACDEFGHIKLMNPQRSTVWY";
+pub const AMINO_ACIDS: &str = match std::str::from_utf8(crate::env::AMINO_ACIDS) {
+    Ok(s) => s,
+    Err(_) => panic!("the amino-acid alphabet is ASCII"),
+};
 
 /// Longest excerpt of a sequence, response line or stderr quoted in an error message.
 pub(crate) const EXCERPT_CHARS: usize = 200;
