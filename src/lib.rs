@@ -7,16 +7,19 @@
 //! reproducible bit for bit from its seed.
 
 pub mod autodiff;
+pub mod checkpoint;
 pub mod env;
 pub mod error;
 pub mod metrics;
 pub mod nn;
 pub mod objective;
 pub mod policy;
+pub mod replay;
 pub mod reward;
 pub mod rng;
 pub mod sampler;
 mod scalar;
+pub mod train;
 
 pub use error::Error;
 pub use scalar::Scalar;

@@ -90,6 +90,26 @@ impl<S> Trajectories<S> {
         *self.offsets.last().unwrap_or(&0)
     }
 
+    /// Appends another batch's trajectories after these.
+    pub fn append(&mut self, other: Trajectories<S>) {
+        let base = self.n_transitions();
+        self.offsets.extend(other.offsets[1..].iter().map(|o| o + base));
+        self.features
+            .append(ndarray::Axis(0), other.features.view())
+            .expect("same feature width");
+        self.forward_masks
+            .append(ndarray::Axis(0), other.forward_masks.view())
+            .expect("same action count");
+        self.backward_masks
+            .append(ndarray::Axis(0), other.backward_masks.view())
+            .expect("same backward action count");
+        self.actions.extend(other.actions);
+        self.backward_actions.extend(other.backward_actions);
+        self.log_pf.extend(other.log_pf);
+        self.log_pb.extend(other.log_pb);
+        self.terminals.extend(other.terminals);
+    }
+
     /// `sum log P_F` of each trajectory, as recorded.
     pub fn sum_log_pf(&self) -> Vec<f64> {
         self.segment_sums(&self.log_pf)

@@ -1,10 +1,12 @@
 //! HyperGrid (Bengio et al. 2021; Malkin et al. 2022).
 
+use serde::{Deserialize, Serialize};
+
 use super::{Environment, LogReward};
 use crate::error::{Error, Result};
 
 /// A point of the grid; `done` after the exit action.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct HyperGridState {
     pub coords: Vec<usize>,
     pub done: bool,
@@ -102,6 +104,9 @@ impl Environment for HyperGrid {
         for (i, &c) in s.coords.iter().enumerate() {
             out[i * self.height + c] = 1.0;
         }
+    }
+    fn describe(&self, x: &HyperGridState) -> String {
+        x.coords.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
     }
     fn all_states(&self) -> Option<Vec<HyperGridState>> {
         if self.n_points() > 1 << 22 {

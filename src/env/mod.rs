@@ -18,12 +18,14 @@ mod peptide;
 pub use hypergrid::{HyperGrid, HyperGridReward, HyperGridState};
 pub use peptide::{Peptide, PeptideState, AMINO_ACIDS};
 
+use serde::{de::DeserializeOwned, Serialize};
 use std::fmt::Debug;
 use std::hash::Hash;
 
 /// A step-by-step construction task.
 pub trait Environment: Send + Sync {
-    type State: Clone + Eq + Hash + Debug + Send + Sync;
+    /// States are serializable so replay buffers survive checkpoints.
+    type State: Clone + Eq + Hash + Debug + Send + Sync + Serialize + DeserializeOwned;
 
     /// Number of forward actions, the terminating one included.
     fn n_actions(&self) -> usize;
@@ -57,6 +59,17 @@ pub trait Environment: Send + Sync {
     /// `true` when every state has exactly one parent (then `log P_B = 0`).
     fn is_tree(&self) -> bool {
         false
+    }
+
+    /// A terminal object as text (samples files, logs).
+    fn describe(&self, x: &Self::State) -> String {
+        format!("{x:?}")
+    }
+
+    /// The object as a sequence of letters, for sequence metrics (diversity,
+    /// composition); `None` for objects that are not sequences.
+    fn sequence(&self, _x: &Self::State) -> Option<String> {
+        None
     }
 
     /// Every non-terminal state in a topological order (parents before

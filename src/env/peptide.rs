@@ -1,5 +1,7 @@
 //! Peptides: sequences of amino acids built left to right.
 
+use serde::{Deserialize, Serialize};
+
 use super::Environment;
 use crate::error::{Error, Result};
 
@@ -7,7 +9,7 @@ use crate::error::{Error, Result};
 pub const AMINO_ACIDS: &[u8; 20] = b"ACDEFGHIKLMNPQRSTVWY";
 
 /// A partial or finished sequence, as indices into the alphabet.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PeptideState {
     pub residues: Vec<u8>,
     pub done: bool,
@@ -188,6 +190,12 @@ impl Environment for Peptide {
     }
     fn is_tree(&self) -> bool {
         true
+    }
+    fn describe(&self, x: &PeptideState) -> String {
+        self.to_string(x)
+    }
+    fn sequence(&self, x: &PeptideState) -> Option<String> {
+        Some(self.to_string(x))
     }
     fn all_states(&self) -> Option<Vec<PeptideState>> {
         let k = self.alphabet.len() as f64;

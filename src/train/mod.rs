@@ -1,0 +1,9 @@
+//! Training: configuration, the trainer, evaluation.
+
+mod config;
+mod eval;
+mod trainer;
+
+pub use config::{objective_from_flags, EnvConfig, EvalConfig, LogZInit, OptimizerConfig, RewardConfig, TrainConfig};
+pub use eval::{EvalReport, ExactReport, Sample};
+pub use trainer::{StepMetrics, Trainer};

@@ -1,0 +1,265 @@
+//! One training step: sample, reward, objective, backward, clip, Adam.
+
+use ndarray::Array2;
+use serde::Serialize;
+
+use super::config::{LogZInit, TrainConfig};
+use crate::autodiff::Tape;
+use crate::env::{Environment, LogReward};
+use crate::error::{Error, Result};
+use crate::nn::{Adam, GroupConfig, ParamStore};
+use crate::objective::apply_batch_cv;
+use crate::policy::{Policy, LOG_Z_GROUP, NET_GROUP};
+use crate::replay::{ReplayBuffer, ReplayKind};
+use crate::rng::{self, streams};
+use crate::sampler::{Sampler, Trajectories};
+
+/// Training diagnostics of one step: a line of `metrics.jsonl`. Nothing
+/// here depends on wall time, so the same seed gives byte-identical lines.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct StepMetrics {
+    pub step: u64,
+    /// The objective's reported value (may be `+inf` for exploding exponential losses).
+    pub loss: f64,
+    pub log_z: f64,
+    /// VarGrad estimate `mean(log R + sum log P_B - sum log P_F)` on this batch.
+    pub log_z_estimate: f64,
+    /// Mean and standard deviation of the TB residuals `t(tau)` of the batch.
+    pub residual_mean: f64,
+    pub residual_std: f64,
+    pub mean_sum_log_pf: f64,
+    /// Mean `log R` (after the reward exponent) of the on-policy batch.
+    pub mean_log_r: f64,
+    /// Gradient norm of the network and of `log Z`, before clipping.
+    pub grad_norm: f64,
+    pub log_z_grad: f64,
+    pub grad_clipped: bool,
+    pub lr: f64,
+    pub log_z_lr: f64,
+    /// Fraction of residuals whose `g'` was evaluated at the clip.
+    pub clipped_fraction: f64,
+    pub entropy: Option<f64>,
+    /// Batch-CV coefficient, when that control variate is on.
+    pub cv_coefficient: Option<f64>,
+    pub replayed: usize,
+    pub buffer: usize,
+}
+
+/// A training run in memory.
+pub struct Trainer<E: Environment, R: LogReward<E::State>> {
+    pub config: TrainConfig,
+    pub env: E,
+    pub reward: R,
+    pub policy: Policy,
+    pub store: ParamStore<f32>,
+    pub opt: Adam<f32>,
+    pub sampler: Sampler,
+    pub replay: ReplayBuffer<E::State>,
+    /// Steps completed.
+    pub step: u64,
+}
+
+impl<E: Environment, R: LogReward<E::State>> Trainer<E, R> {
+    /// Validates `config` and builds the policy (seeded) and the optimizer.
+    pub fn new(config: TrainConfig, env: E, reward: R) -> Result<Self> {
+        config.validate()?;
+        let mut init = rng::stream(config.seed, streams::INIT);
+        let mut store = ParamStore::new();
+        let policy = Policy::new(&env, &config.policy, &mut store, &mut init)?;
+        let o = &config.optimizer;
+        let net = GroupConfig {
+            name: NET_GROUP.into(),
+            lr: o.lr,
+            weight_decay: o.weight_decay,
+            clip_norm: o.clip_norm,
+            schedule: o.schedule.clone(),
+        };
+        let log_z = GroupConfig {
+            name: LOG_Z_GROUP.into(),
+            lr: o.log_z_lr,
+            weight_decay: 0.0,
+            clip_norm: None,
+            schedule: o.log_z_schedule.clone(),
+        };
+        let opt = Adam::new(o.kind, vec![net, log_z], &store)?;
+        Ok(Trainer {
+            sampler: Sampler::new(config.seed),
+            replay: ReplayBuffer::new(config.replay.capacity),
+            config,
+            env,
+            reward,
+            policy,
+            store,
+            opt,
+            step: 0,
+        })
+    }
+
+    pub fn log_z(&self) -> f64 {
+        self.store.value(self.policy.log_z)[[0, 0]] as f64
+    }
+
+    /// `beta * log R` of each object; refuses a non-finite `log R` naming the object.
+    pub fn log_rewards(&mut self, xs: &[E::State]) -> Result<Vec<f64>> {
+        let raw = self.reward.log_rewards(xs)?;
+        if raw.len() != xs.len() {
+            return Err(Error::Reward(format!(
+                "expected {} rewards, got {}",
+                xs.len(),
+                raw.len()
+            )));
+        }
+        let beta = self.config.reward.exponent;
+        raw.iter()
+            .zip(xs)
+            .map(|(&l, x)| {
+                if l.is_nan() || l == f64::INFINITY {
+                    Err(Error::Reward(format!("object `{}`: log R = {l}", self.env.describe(x))))
+                } else if l == f64::NEG_INFINITY {
+                    Err(Error::Reward(format!(
+                        "object `{}`: R = 0 (log R = -inf); give every object a positive reward",
+                        self.env.describe(x)
+                    )))
+                } else {
+                    Ok(beta * l)
+                }
+            })
+            .collect()
+    }
+
+    /// The batch of this step: on-policy samples plus replayed objects.
+    fn batch(&mut self) -> Result<(Trajectories<E::State>, Vec<f64>, usize)> {
+        let c = &self.config;
+        let mut traj = self
+            .sampler
+            .sample(&self.env, &self.policy, &self.store, c.batch, c.exploration);
+        let mut log_r = self.log_rewards(&traj.terminals)?;
+        let on_policy = traj.len();
+        let rc = self.config.replay.clone();
+        if rc.kind != ReplayKind::None {
+            self.replay.add(&traj.terminals, &log_r);
+            let mut rng = rng::keyed(self.config.seed, streams::REPLAY, self.step);
+            let drawn = match rc.kind {
+                ReplayKind::Uniform => self.replay.sample_uniform(rc.batch, &mut rng),
+                _ => self.replay.sample_prioritized(rc.batch, rc.alpha, rc.beta, &mut rng),
+            };
+            if !drawn.is_empty() {
+                let (objects, lr): (Vec<E::State>, Vec<f64>) = drawn.into_iter().unzip();
+                let replayed = self
+                    .sampler
+                    .sample_backward(&self.env, &self.policy, &self.store, &objects);
+                traj.append(replayed);
+                log_r.extend(lr);
+            }
+        }
+        Ok((traj, log_r, on_policy))
+    }
+
+    /// One optimisation step.
+    pub fn train_step(&mut self) -> Result<StepMetrics> {
+        let (traj, log_r, on_policy) = self.batch()?;
+        let mean_log_r = log_r[..on_policy].iter().sum::<f64>() / on_policy as f64;
+        if self.step == 0 && self.config.optimizer.log_z_init == LogZInit::BatchEstimate {
+            let (pf, pb) = (traj.sum_log_pf(), traj.sum_log_pb());
+            let est = (0..on_policy).map(|b| log_r[b] + pb[b] - pf[b]).sum::<f64>() / on_policy as f64;
+            self.store.value_mut(self.policy.log_z)[[0, 0]] = est as f32;
+        }
+
+        let mut tape = Tape::<f32>::new();
+        let p = self.store.bind(&mut tape);
+        let terms = self.policy.terms(&mut tape, &p, &traj, &log_r);
+        let out = self.config.objective.loss(&mut tape, &terms)?;
+        if out.value.is_nan() {
+            return Err(Error::Numeric(format!("step {}: the loss is NaN", self.step)));
+        }
+        let mut g = tape.backward(out.loss);
+        let mut grads = p.grads(&mut g, &self.store);
+        let mut cv_coefficient = None;
+        if let Some(cv) = &out.batch_cv {
+            let mut gp = tape.backward(cv.pathwise);
+            let pathwise = p.grads(&mut gp, &self.store);
+            let mut gs = tape.backward(cv.score);
+            let score = p.grads(&mut gs, &self.store);
+            cv_coefficient = Some(apply_batch_cv(&mut grads, &pathwise, &score, cv.eps));
+        }
+        let stats = self.opt.step(&mut self.store, &mut grads)?;
+        if !self.store.all_finite() {
+            return Err(Error::Numeric(format!(
+                "step {}: a parameter became non-finite",
+                self.step
+            )));
+        }
+        let n = out.residuals.len() as f64;
+        let residual_mean = out.residuals.iter().sum::<f64>() / n;
+        let residual_std = (out.residuals.iter().map(|r| (r - residual_mean).powi(2)).sum::<f64>() / n).sqrt();
+        let sum_pf = traj.sum_log_pf();
+        let metrics = StepMetrics {
+            step: self.step,
+            loss: out.value,
+            log_z: self.log_z(),
+            log_z_estimate: out.log_z_estimate,
+            residual_mean,
+            residual_std,
+            mean_sum_log_pf: sum_pf[..on_policy].iter().sum::<f64>() / on_policy as f64,
+            mean_log_r,
+            grad_norm: stats.grad_norm[0],
+            log_z_grad: stats.grad_norm[1],
+            grad_clipped: stats.clipped[0],
+            lr: stats.lr[0],
+            log_z_lr: stats.lr[1],
+            clipped_fraction: out.clipped_fraction,
+            entropy: out.entropy,
+            cv_coefficient,
+            replayed: traj.len() - on_policy,
+            buffer: self.replay.len(),
+        };
+        self.step += 1;
+        Ok(metrics)
+    }
+
+    /// `n` objects from the current policy on a stream of their own (the same
+    /// objects for the same weights, whatever training did before), with
+    /// their `sum log P_F` (= `log P(x)` on trees).
+    pub fn sample_eval(&self, n: usize) -> (Vec<E::State>, Vec<f64>) {
+        let mut sampler = Sampler::new(self.config.seed ^ 0x5EED_E7A1);
+        let t = sampler.sample(
+            &self.env,
+            &self.policy,
+            &self.store,
+            n,
+            crate::sampler::Exploration::ON_POLICY,
+        );
+        let lp = t.sum_log_pf();
+        (t.terminals, lp)
+    }
+
+    /// The network's weights as `(name, [rows, cols], values)`.
+    pub fn weights(&self) -> Vec<(String, (usize, usize), Vec<f32>)> {
+        self.store
+            .iter()
+            .map(|p| (p.name.clone(), p.value.dim(), p.value.iter().copied().collect()))
+            .collect()
+    }
+
+    /// Replaces the weights (same names and shapes), e.g. from a checkpoint.
+    pub fn set_weights(&mut self, weights: &[(String, (usize, usize), Vec<f32>)]) -> Result<()> {
+        if weights.len() != self.store.len() {
+            return Err(Error::Checkpoint(format!(
+                "{} tensors, the model has {}",
+                weights.len(),
+                self.store.len()
+            )));
+        }
+        for (p, (name, dim, v)) in self.store.iter_mut().zip(weights) {
+            if &p.name != name || p.value.dim() != *dim || v.len() != dim.0 * dim.1 {
+                return Err(Error::Checkpoint(format!(
+                    "tensor `{name}` {dim:?} does not match the model's `{}` {:?}",
+                    p.name,
+                    p.value.dim()
+                )));
+            }
+            p.value = Array2::from_shape_vec(*dim, v.clone()).expect("length checked");
+        }
+        Ok(())
+    }
+}
