@@ -80,6 +80,7 @@ impl ReplayConfig {
 
 /// Distinct terminal objects and their log-rewards, FIFO-evicted.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(bound(serialize = "S: Serialize", deserialize = "S: Deserialize<'de> + Eq + Hash"))]
 pub struct ReplayBuffer<S: Eq + Hash> {
     capacity: usize,
     items: Vec<(S, f64)>,

@@ -116,6 +116,26 @@ impl<T: Scalar> Adam<T> {
         })
     }
 
+    /// First and second moment estimates, one per parameter in store order (for checkpoints).
+    pub fn moments(&self) -> (&[Array2<T>], &[Array2<T>]) {
+        (&self.m, &self.v)
+    }
+
+    /// Restores moments saved by [`Adam::moments`] and the step count; shapes must match.
+    pub fn restore(&mut self, m: Vec<Array2<T>>, v: Vec<Array2<T>>, step: u64) -> Result<()> {
+        let same =
+            |a: &[Array2<T>], b: &[Array2<T>]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.dim() == y.dim());
+        if !same(&m, &self.m) || !same(&v, &self.v) {
+            return Err(Error::Checkpoint(
+                "optimizer moments do not match the model's parameter shapes".into(),
+            ));
+        }
+        self.m = m;
+        self.v = v;
+        self.step = step;
+        Ok(())
+    }
+
     /// The learning rate group `g` uses at the next step.
     pub fn lr(&self, g: usize) -> f64 {
         self.groups[g].lr * self.groups[g].schedule.factor(self.step)

@@ -139,7 +139,10 @@ impl TrainConfig {
                 timeout_s: default_timeout(),
             },
             policy: PolicyConfig::default(),
-            objective: ObjectiveConfig::default(),
+            objective: ObjectiveConfig {
+                g: crate::objective::RegressionLoss::LINEX_HALF,
+                ..ObjectiveConfig::default()
+            },
             optimizer: OptimizerConfig {
                 kind: AdamKind::Adam,
                 lr: 1e-3,

@@ -2,8 +2,10 @@
 
 mod config;
 mod eval;
+mod run;
 mod trainer;
 
 pub use config::{objective_from_flags, EnvConfig, EvalConfig, LogZInit, OptimizerConfig, RewardConfig, TrainConfig};
 pub use eval::{EvalReport, ExactReport, Sample};
+pub use run::{resume, start, Observer, Quiet, RunSummary};
 pub use trainer::{StepMetrics, Trainer};

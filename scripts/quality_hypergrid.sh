@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Training-quality grid on HyperGrid (the numbers in BENCHMARKS-quality.md).
+#
+#   scripts/quality_hypergrid.sh [OUT.jsonl] [--smoke]
+#
+# Runs every configuration one after the other (never in parallel) and appends
+# one JSON line per run to OUT.jsonl (default: quality.jsonl). Each line is the
+# `hypergrid` example's output with two fields added in front: `cmd` (the
+# example's arguments) and `wall_s` (wall-clock seconds of the whole process,
+# evaluation included).
+#
+#   --smoke            every configuration for 20 iterations only (CI: seconds)
+#   SEEDS="0 1 2"      seeds per configuration (environment)
+#   SECTIONS="tb osc subtb-db div"   which parts of the grid to run (environment)
+#   HYPERGRID_BIN=...  use this prebuilt binary instead of `cargo run`
+#
+# Setup (the issue's spec): R0=0.1, R1=0.5, R2=2.0; MLP 2x256; Adam lr 1e-3,
+# log Z lr 0.1; batch 16; on-policy, no replay, uniform P_B.
+set -euo pipefail
+
+out=quality.jsonl
+smoke=0
+for a in "$@"; do
+    case "$a" in
+        --smoke) smoke=1 ;;
+        -h | --help)
+            sed -n '2,17p' "$0"
+            exit 0
+            ;;
+        -*)
+            echo "unknown flag: $a" >&2
+            exit 2
+            ;;
+        *) out=$a ;;
+    esac
+done
+case "$out" in
+    /*) ;;
+    *) out="$PWD/$out" ;;
+esac
+
+cd "$(dirname "$0")/.."
+seeds=${SEEDS:-0 1 2}
+sections=${SECTIONS:-tb osc subtb-db div}
+
+if [[ -z "${HYPERGRID_BIN:-}" ]]; then
+    cargo build --release --example hypergrid >&2
+fi
+
+# D=2 runs 1000 iterations, D=4 2000, the oscillation runs 3000; --smoke: 20.
+iters() { if ((smoke)); then echo 20; else echo "$1"; fi; }
+every() { if ((smoke)); then echo 10; else echo 100; fi; }
+
+run() {
+    local args="$*" t0 t1 line
+    echo "hypergrid $args" >&2
+    t0=$(date +%s.%N)
+    if [[ -n "${HYPERGRID_BIN:-}" ]]; then
+        line=$("$HYPERGRID_BIN" "$@" | grep '^{')
+    else
+        line=$(cargo run --quiet --release --example hypergrid -- "$@" | grep '^{')
+    fi
+    t1=$(date +%s.%N)
+    local wall
+    wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    printf '%s\n' "{\"cmd\":\"$args\",\"wall_s\":$wall,${line#\{}" >>"$out"
+}
+
+has() { [[ " $sections " == *" $1 "* ]]; }
+
+# 1. TB with each g: D=2 H=8 (target: exact L1 <= 0.02 by iteration 1000) and
+#    D=4 H=8 (target: exact L1 <= 0.15 at iteration 2000).
+if has tb; then
+    for g in squared linex1 linex0.5 cosh; do
+        for s in $seeds; do
+            run --ndim 2 --height 8 --iters "$(iters 1000)" --eval-every "$(every)" --seed "$s" --objective tb --g "$g"
+            run --ndim 4 --height 8 --iters "$(iters 2000)" --eval-every "$(every)" --seed "$s" --objective tb --g "$g"
+        done
+    done
+fi
+
+# 2. Late-training oscillation on D=2 (TB, squared), constant log Z lr 0.1
+#    against an inverse-time decay of it (--log-z-half-life H).
+if has osc; then
+    for h in none 100 200 500 1000; do
+        for s in $seeds; do
+            decay=()
+            [[ $h == none ]] || decay=(--log-z-half-life "$h")
+            run --ndim 2 --height 8 --iters "$(iters 3000)" --eval-every "$(every)" --seed "$s" --objective tb --g squared ${decay[@]+"${decay[@]}"}
+        done
+    done
+fi
+
+# 3. SubTB (lambda 0.9) and DB with squared and linex1, same two tasks.
+if has subtb-db; then
+    for obj in subtb db; do
+        for g in squared linex1; do
+            for s in $seeds; do
+                run --ndim 2 --height 8 --iters "$(iters 1000)" --eval-every "$(every)" --seed "$s" --objective "$obj" --g "$g"
+                run --ndim 4 --height 8 --iters "$(iters 2000)" --eval-every "$(every)" --seed "$s" --objective "$obj" --g "$g"
+            done
+        done
+    done
+fi
+
+# 4. Divergence objectives (alpha 0.5 for Renyi / Tsallis) on the small
+#    enumerable task D=2 H=8, with and without control variates.
+if has div; then
+    for oc in rev-kl:none rev-kl:loo rev-kl:batch fwd-kl:none fwd-kl:loo \
+        renyi:none renyi:loo tsallis:none tsallis:loo; do
+        for s in $seeds; do
+            run --ndim 2 --height 8 --iters "$(iters 1000)" --eval-every "$(every)" --seed "$s" --objective "${oc%%:*}" --cv "${oc#*:}"
+        done
+    done
+fi
+
+echo "appended to $out" >&2
