@@ -11,7 +11,7 @@
 #
 #   --smoke            every configuration for 20 iterations only (CI: seconds)
 #   SEEDS="0 1 2"      seeds per configuration (environment)
-#   SECTIONS="tb osc subtb-db div"   which parts of the grid to run (environment)
+#   SECTIONS="tb osc osc-fix subtb-db div d4-long"   parts of the grid to run (environment)
 #   HYPERGRID_BIN=...  use this prebuilt binary instead of `cargo run`
 #
 # Setup (the issue's spec): R0=0.1, R1=0.5, R2=2.0; MLP 2x256; Adam lr 1e-3,
@@ -41,7 +41,7 @@ esac
 
 cd "$(dirname "$0")/.."
 seeds=${SEEDS:-0 1 2}
-sections=${SECTIONS:-tb osc subtb-db div}
+sections=${SECTIONS:-tb osc osc-fix subtb-db div d4-long}
 
 if [[ -z "${HYPERGRID_BIN:-}" ]]; then
     cargo build --release --example hypergrid >&2
@@ -91,6 +91,17 @@ if has osc; then
     done
 fi
 
+# 2b. What else might remove it: a smaller constant log Z lr, a smaller policy
+#     lr (the example exposes no policy-lr decay), both, and a larger batch.
+if has osc-fix; then
+    for v in "--log-z-lr 0.01" "--lr 3e-4" "--lr 1e-4" "--lr 3e-4 --log-z-half-life 200" "--batch 64"; do
+        for s in $seeds; do
+            # shellcheck disable=SC2086 # $v is a list of flags
+            run --ndim 2 --height 8 --iters "$(iters 3000)" --eval-every "$(every)" --seed "$s" --objective tb --g squared $v
+        done
+    done
+fi
+
 # 3. SubTB (lambda 0.9) and DB with squared and linex1, same two tasks.
 if has subtb-db; then
     for obj in subtb db; do
@@ -111,6 +122,13 @@ if has div; then
         for s in $seeds; do
             run --ndim 2 --height 8 --iters "$(iters 1000)" --eval-every "$(every)" --seed "$s" --objective "${oc%%:*}" --cv "${oc#*:}"
         done
+    done
+fi
+
+# 5. D=4 TB (squared) run longer, to see when it reaches exact L1 <= 0.15.
+if has d4-long; then
+    for s in $seeds; do
+        run --ndim 4 --height 8 --iters "$(iters 5000)" --eval-every "$(every)" --seed "$s" --objective tb --g squared
     done
 fi
 

@@ -1,13 +1,15 @@
 //! The policy: an MLP trunk with heads for `P_F`, `P_B`, `log F` and a scalar `log Z`.
 
-use ndarray::{Array2, ArrayView2};
+use std::sync::Arc;
+
+use ndarray::Array2;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::autodiff::{Tape, Var};
 use crate::env::Environment;
 use crate::error::{Error, Result};
-use crate::nn::{Activation, Bound, Init, Linear, Mlp, ParamId, ParamStore};
+use crate::nn::{Activation, Bound, Csr, Init, Input, Linear, Mlp, ParamId, ParamStore};
 use crate::objective::Terms;
 use crate::sampler::Trajectories;
 use crate::Scalar;
@@ -163,12 +165,12 @@ impl Policy {
         self.log_f.is_some()
     }
 
-    /// All heads on the tape for the states whose features are the rows of `x`.
-    pub fn forward<T: Scalar>(&self, tape: &mut Tape<T>, p: &Bound, x: Var) -> Heads {
-        let h = self.trunk.forward(tape, p, x);
+    /// All heads on the tape for the states whose (sparse) features are the rows of `x`.
+    pub fn forward<T: Scalar>(&self, tape: &mut Tape<T>, p: &Bound, x: Arc<Csr>) -> Heads {
+        let h = self.trunk.forward_sparse(tape, p, x.clone());
         let pf_logits = self.pf.forward(tape, p, h);
         let h_aux = match &self.aux_trunk {
-            Some(aux) => aux.forward(tape, p, x),
+            Some(aux) => aux.forward_sparse(tape, p, x),
             None => h,
         };
         Heads {
@@ -179,12 +181,12 @@ impl Policy {
     }
 
     /// Forward logits (and backward logits if learned) without a tape, for sampling.
-    pub fn infer(&self, store: &ParamStore<f32>, x: ArrayView2<f32>) -> (Array2<f32>, Option<Array2<f32>>) {
-        let h = infer_mlp(&self.trunk, store, x);
-        let pf = infer_linear(&self.pf, store, h.view());
+    pub fn infer(&self, store: &ParamStore<f32>, x: &Csr) -> (Array2<f32>, Option<Array2<f32>>) {
+        let h = self.trunk.infer(store, Input::Sparse(x));
+        let pf = self.pf.infer(store, Input::Dense(h.view()));
         let pb = self.pb.as_ref().map(|l| match &self.aux_trunk {
-            Some(aux) => infer_linear(l, store, infer_mlp(aux, store, x).view()),
-            None => infer_linear(l, store, h.view()),
+            Some(aux) => l.infer(store, Input::Dense(aux.infer(store, Input::Sparse(x)).view())),
+            None => l.infer(store, Input::Dense(h.view())),
         });
         (pf, pb)
     }
@@ -203,8 +205,7 @@ impl Policy {
     pub fn terms<T: Scalar, S>(&self, tape: &mut Tape<T>, p: &Bound, traj: &Trajectories<S>, log_r: &[f64]) -> Terms {
         assert_eq!(log_r.len(), traj.len(), "terms: one log-reward per trajectory");
         let rows = traj.n_transitions();
-        let x = tape.constant(traj.features.mapv(|v| T::from_f64(v as f64)));
-        let heads = self.forward(tape, p, x);
+        let heads = self.forward(tape, p, Arc::new(traj.features.clone()));
         let lp = tape.masked_log_softmax(heads.pf_logits, traj.forward_masks.clone());
         let log_pf = tape.gather(lp, traj.actions.clone());
 
@@ -249,27 +250,4 @@ impl Policy {
             entropy,
         }
     }
-}
-
-fn infer_linear(l: &Linear, store: &ParamStore<f32>, x: ArrayView2<f32>) -> Array2<f32> {
-    x.dot(store.value(l.w)) + store.value(l.b)
-}
-
-fn infer_mlp(mlp: &Mlp, store: &ParamStore<f32>, x: ArrayView2<f32>) -> Array2<f32> {
-    let mut h = x.to_owned();
-    let last = mlp.layers.len() - 1;
-    for (i, layer) in mlp.layers.iter().enumerate() {
-        h = infer_linear(layer, store, h.view());
-        if i < last || mlp.activate_last {
-            match mlp.activation {
-                Activation::Relu => h.mapv_inplace(|v| v.max(0.0)),
-                Activation::LeakyRelu(k) => {
-                    let k = k as f32;
-                    h.mapv_inplace(|v| if v > 0.0 { v } else { k * v })
-                }
-                Activation::Tanh => h.mapv_inplace(f32::tanh),
-            }
-        }
-    }
-    h
 }

@@ -5,13 +5,13 @@
 //! `(seed, n)`, so results do not depend on batching or threads, and the
 //! sampler's whole random state is one counter.
 
-use ndarray::{Array2, ArrayViewMut2};
+use ndarray::Array2;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
 use crate::env::Environment;
 use crate::error::{in_range, positive_finite, Result};
-use crate::nn::ParamStore;
+use crate::nn::{Csr, ParamStore};
 use crate::policy::Policy;
 use crate::rng::{self, streams};
 
@@ -57,8 +57,8 @@ impl Exploration {
 pub struct Trajectories<S> {
     /// `B + 1` rising offsets.
     pub offsets: Vec<usize>,
-    /// `[T, feature_dim]`: features of each transition's source state `s_k`.
-    pub features: Array2<f32>,
+    /// `[T, feature_dim]` sparse: features of each transition's source state `s_k`.
+    pub features: Csr,
     /// `[T, n_actions]`: valid forward actions at `s_k`.
     pub forward_masks: Array2<bool>,
     /// `[T]`: the forward action taken at `s_k`.
@@ -94,9 +94,7 @@ impl<S> Trajectories<S> {
     pub fn append(&mut self, other: Trajectories<S>) {
         let base = self.n_transitions();
         self.offsets.extend(other.offsets[1..].iter().map(|o| o + base));
-        self.features
-            .append(ndarray::Axis(0), other.features.view())
-            .expect("same feature width");
+        self.features.append(&other.features);
         self.forward_masks
             .append(ndarray::Axis(0), other.forward_masks.view())
             .expect("same action count");
@@ -170,17 +168,15 @@ impl Sampler {
             })
             .collect();
         let mut active: Vec<usize> = (0..batch).collect();
-        let mut x = Array2::<f32>::zeros((batch, env.feature_dim()));
         let mut mask = vec![false; a_n];
         let mut probs = vec![0f64; a_n];
         while !active.is_empty() {
             let n = active.len();
-            {
-                let current: Vec<&E::State> = active.iter().map(|&i| paths[i].states.last().unwrap()).collect();
-                let mut view: ArrayViewMut2<f32> = x.slice_mut(ndarray::s![..n, ..]);
-                env.encode_batch(&current, &mut view);
+            let mut x = Csr::new(env.feature_dim());
+            for &i in &active {
+                env.encode_sparse(paths[i].states.last().unwrap(), &mut x);
             }
-            let (logits, _) = policy.infer(store, x.slice(ndarray::s![..n, ..]));
+            let (logits, _) = policy.infer(store, &x);
             let mut still = Vec::with_capacity(n);
             for (row, &i) in active.iter().enumerate() {
                 let path = &mut paths[i];
@@ -222,7 +218,6 @@ impl Sampler {
         self.drawn += terminals.len() as u64;
         let mut bmask = vec![false; b_n];
         let mut probs = vec![0f64; b_n];
-        let mut feat = Array2::<f32>::zeros((1, env.feature_dim()));
         let paths: Vec<Path<E::State>> = terminals
             .iter()
             .zip(rngs.iter_mut())
@@ -234,9 +229,9 @@ impl Sampler {
                     env.backward_mask(&s, &mut bmask);
                     let b = match policy.learned_pb() {
                         true => {
-                            feat.fill(0.0);
-                            env.encode(&s, feat.row_mut(0).as_slice_mut().unwrap());
-                            let (_, pb) = policy.infer(store, feat.view());
+                            let mut feat = Csr::new(env.feature_dim());
+                            env.encode_sparse(&s, &mut feat);
+                            let (_, pb) = policy.infer(store, &feat);
                             let pb = pb.expect("learned P_B head");
                             choose(
                                 pb.row(0).as_slice().unwrap(),
@@ -267,13 +262,13 @@ impl Sampler {
             .collect();
         // log P_F of the replayed transitions under the current policy, one batched pass
         let mut paths = paths;
-        let rows: usize = paths.iter().map(|p| p.actions.len()).sum();
-        let mut x = Array2::<f32>::zeros((rows, env.feature_dim()));
-        {
-            let states: Vec<&E::State> = paths.iter().flat_map(|p| p.states[..p.actions.len()].iter()).collect();
-            env.encode_batch(&states, &mut x.view_mut());
+        let mut x = Csr::new(env.feature_dim());
+        for p in &paths {
+            p.states[..p.actions.len()]
+                .iter()
+                .for_each(|s| env.encode_sparse(s, &mut x));
         }
-        let (logits, _) = policy.infer(store, x.view());
+        let (logits, _) = policy.infer(store, &x);
         let mut mask = vec![false; env.n_actions()];
         let mut r = 0;
         for p in paths.iter_mut() {
@@ -343,13 +338,10 @@ fn uniform_or_learned_pb<E: Environment>(
         return out;
     }
     let mut bmask = vec![false; env.n_backward_actions()];
-    let mut feat = Array2::<f32>::zeros((n.saturating_sub(1).max(1), env.feature_dim()));
-    if policy.learned_pb() && n > 1 {
-        let states: Vec<&E::State> = p.states[1..n].iter().collect();
-        env.encode_batch(&states, &mut feat.view_mut());
-    }
     let pb_logits = if policy.learned_pb() && n > 1 {
-        policy.infer(store, feat.view()).1
+        let mut feat = Csr::new(env.feature_dim());
+        p.states[1..n].iter().for_each(|s| env.encode_sparse(s, &mut feat));
+        policy.infer(store, &feat).1
     } else {
         None
     };
@@ -374,7 +366,7 @@ fn assemble<E: Environment>(env: &E, paths: Vec<Path<E::State>>, log_pb: Vec<Vec
         offsets.push(offsets.last().unwrap() + p.actions.len());
     }
     let rows = *offsets.last().unwrap();
-    let mut features = Array2::<f32>::zeros((rows, env.feature_dim()));
+    let mut features = Csr::new(env.feature_dim());
     let mut forward_masks = Array2::from_elem((rows, env.n_actions()), false);
     let mut backward_masks = Array2::from_elem((rows, env.n_backward_actions()), false);
     let mut backward_actions = vec![0; rows];
@@ -382,7 +374,7 @@ fn assemble<E: Environment>(env: &E, paths: Vec<Path<E::State>>, log_pb: Vec<Vec
     for p in &paths {
         for k in 0..p.actions.len() {
             let s = &p.states[k];
-            env.encode(s, features.row_mut(r).as_slice_mut().unwrap());
+            env.encode_sparse(s, &mut features);
             env.forward_mask(s, forward_masks.row_mut(r).as_slice_mut().unwrap());
             if k == 0 {
                 backward_masks[[r, 0]] = true; // unused: the initial state has no parent

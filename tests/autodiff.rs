@@ -135,6 +135,24 @@ proptest! {
     }
 
     #[test]
+    fn sparse_matmul(w in matrix(6, 4, -2.0, 2.0), picks in proptest::collection::vec((0usize..6, -2.0f32..2.0), 0..12)) {
+        // sparse rows built from random (column, value) picks, some rows empty
+        let mut x = gflownet::nn::Csr::new(w.nrows());
+        for chunk in picks.chunks(3) {
+            x.push_row(chunk.iter().map(|&(c, v)| ((c % w.nrows()) as u32, v)));
+        }
+        x.push_row([]);
+        let dense = x.to_dense().mapv(|v| v as f64);
+        let direct = dense.dot(&w);
+        let x = std::sync::Arc::new(x);
+        let mut t = Tape::new();
+        let wv = t.constant(w.clone());
+        let y = t.sparse_matmul(x.clone(), wv);
+        prop_assert!((t.value(y) - &direct).iter().all(|d| d.abs() < 1e-6), "forward equals the dense product");
+        assert_grad(&[w], |t, v| { let y = t.sparse_matmul(x.clone(), v[0]); wsum(t, y) })?;
+    }
+
+    #[test]
     fn node_used_several_times(a in matrix(4, 4, -1.5, 1.5)) {
         // x*x + exp(x)*x + x: x feeds five uses
         assert_grad(&[a], |t, v| {

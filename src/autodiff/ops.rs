@@ -84,6 +84,23 @@ impl<T: Scalar> Op<T> for MatMul {
     }
 }
 
+/// `x · w` for a constant sparse `x` (state features) and a dense `w`;
+/// backward `dw = xᵀ · g` (no gradient flows to `x`).
+pub struct SparseMatMul {
+    pub x: std::sync::Arc<crate::nn::Csr>,
+}
+impl<T: Scalar> Op<T> for SparseMatMul {
+    fn name(&self) -> &'static str {
+        "sparse_matmul"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        self.x.matmul(xs[0])
+    }
+    fn backward(&self, _: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        vec![Some(self.x.t_matmul(g))]
+    }
+}
+
 // ---------------------------------------------------------------- add, sub, mul
 
 /// `a + b` with size-1 broadcasting.

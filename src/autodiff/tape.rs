@@ -147,6 +147,10 @@ impl<T: Scalar> Tape<T> {
     pub fn matmul(&mut self, a: Var, b: Var) -> Var {
         self.apply(ops::MatMul, &[a, b])
     }
+    /// `x · w` for sparse constant rows `x` (see [`crate::nn::Csr`]).
+    pub fn sparse_matmul(&mut self, x: std::sync::Arc<crate::nn::Csr>, w: Var) -> Var {
+        self.apply(ops::SparseMatMul { x }, &[w])
+    }
     /// Elementwise `a + b`, broadcasting size-1 dimensions (e.g. a bias row).
     pub fn add(&mut self, a: Var, b: Var) -> Var {
         self.apply(ops::Add, &[a, b])

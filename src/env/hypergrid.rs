@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Environment, LogReward};
 use crate::error::{Error, Result};
+use crate::nn::Csr;
 
 /// A point of the grid; `done` after the exit action.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -104,6 +105,14 @@ impl Environment for HyperGrid {
         for (i, &c) in s.coords.iter().enumerate() {
             out[i * self.height + c] = 1.0;
         }
+    }
+    fn encode_sparse(&self, s: &HyperGridState, out: &mut Csr) {
+        out.push_row(
+            s.coords
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| ((i * self.height + c) as u32, 1.0)),
+        );
     }
     fn describe(&self, x: &HyperGridState) -> String {
         x.coords.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")

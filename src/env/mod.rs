@@ -19,6 +19,8 @@ pub use hypergrid::{HyperGrid, HyperGridReward, HyperGridState};
 pub use peptide::{Peptide, PeptideState, AMINO_ACIDS};
 
 use serde::{de::DeserializeOwned, Serialize};
+
+use crate::nn::Csr;
 use std::fmt::Debug;
 use std::hash::Hash;
 
@@ -78,16 +80,13 @@ pub trait Environment: Send + Sync {
         None
     }
 
-    /// Encodes many states into the rows of `out` (override for speed).
-    fn encode_batch(&self, states: &[&Self::State], out: &mut ndarray::ArrayViewMut2<f32>) {
-        for (s, mut row) in states.iter().zip(out.rows_mut()) {
-            row.fill(0.0);
-            self.encode(
-                s,
-                row.as_slice_mut()
-                    .expect("rows of a standard-layout array are contiguous"),
-            );
-        }
+    /// Appends the features of `s` to `out` as a sparse row. The default
+    /// calls [`Environment::encode`] and keeps the nonzero entries; override
+    /// it to write the few nonzeros of a one-hot encoding directly.
+    fn encode_sparse(&self, s: &Self::State, out: &mut Csr) {
+        let mut dense = vec![0f32; self.feature_dim()];
+        self.encode(s, &mut dense);
+        out.push_dense(&dense);
     }
 }
 

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Environment;
 use crate::error::{Error, Result};
+use crate::nn::Csr;
 
 /// The 20 standard amino acids, in the order of their action indices.
 pub const AMINO_ACIDS: &[u8; 20] = b"ACDEFGHIKLMNPQRSTVWY";
@@ -187,6 +188,15 @@ impl Environment for Peptide {
         for (p, &r) in s.residues.iter().enumerate() {
             out[p * k + r as usize] = 1.0;
         }
+    }
+    fn encode_sparse(&self, s: &PeptideState, out: &mut Csr) {
+        let k = self.alphabet.len();
+        out.push_row(
+            s.residues
+                .iter()
+                .enumerate()
+                .map(|(p, &r)| ((p * k + r as usize) as u32, 1.0)),
+        );
     }
     fn is_tree(&self) -> bool {
         true

@@ -2,11 +2,9 @@
 
 use std::collections::HashMap;
 
-use ndarray::Array2;
-
 use crate::env::{Environment, LogReward};
 use crate::error::{Error, Result};
-use crate::nn::ParamStore;
+use crate::nn::{Csr, ParamStore};
 use crate::policy::Policy;
 
 /// `P_T(x)` for every terminal object `x`, and the target `R(x) / Z`.
@@ -53,10 +51,9 @@ pub fn exact_terminal_distribution<E: Environment, R: LogReward<E::State>>(
     let mut mask = vec![false; env.n_actions()];
     const CHUNK: usize = 4096;
     for (c, chunk) in states.chunks(CHUNK).enumerate() {
-        let mut x = Array2::<f32>::zeros((chunk.len(), env.feature_dim()));
-        let refs: Vec<&E::State> = chunk.iter().collect();
-        env.encode_batch(&refs, &mut x.view_mut());
-        let (logits, _) = policy.infer(store, x.view());
+        let mut x = Csr::new(env.feature_dim());
+        chunk.iter().for_each(|s| env.encode_sparse(s, &mut x));
+        let (logits, _) = policy.infer(store, &x);
         for (r, s) in chunk.iter().enumerate() {
             let m = mass[c * CHUNK + r];
             env.forward_mask(s, &mut mask);

@@ -3,9 +3,16 @@
 use ndarray::Array2;
 use rand::Rng;
 
-use super::{Bound, ParamId, ParamStore};
+use super::{Bound, Csr, ParamId, ParamStore};
 use crate::autodiff::{Tape, Var};
 use crate::Scalar;
+
+/// The input of an inference pass: dense rows or sparse rows.
+#[derive(Clone, Copy)]
+pub enum Input<'a, T> {
+    Dense(ndarray::ArrayView2<'a, T>),
+    Sparse(&'a Csr),
+}
 
 /// Weight initialisation.
 #[derive(Copy, Clone, Debug, PartialEq)]
@@ -59,6 +66,21 @@ impl Linear {
     pub fn forward<T: Scalar>(&self, tape: &mut Tape<T>, p: &Bound, x: Var) -> Var {
         let xw = tape.matmul(x, p[self.w]);
         tape.add(xw, p[self.b])
+    }
+
+    /// `x W + b` for sparse constant rows `x`: a sum of selected rows of `W`.
+    pub fn forward_sparse<T: Scalar>(&self, tape: &mut Tape<T>, p: &Bound, x: std::sync::Arc<Csr>) -> Var {
+        let xw = tape.sparse_matmul(x, p[self.w]);
+        tape.add(xw, p[self.b])
+    }
+
+    /// `x W + b` without a tape (inference), for dense or sparse `x`.
+    pub fn infer<T: Scalar>(&self, store: &ParamStore<T>, x: Input<'_, T>) -> Array2<T> {
+        let xw = match x {
+            Input::Dense(x) => x.dot(store.value(self.w)),
+            Input::Sparse(x) => x.matmul(store.value(self.w)),
+        };
+        xw + store.value(self.b)
     }
 
     /// Multiply-adds of one forward row.

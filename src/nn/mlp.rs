@@ -3,7 +3,9 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Bound, Init, Linear, ParamStore};
+use ndarray::Array2;
+
+use super::{Bound, Csr, Init, Input, Linear, ParamStore};
 use crate::autodiff::{Tape, Var};
 use crate::Scalar;
 
@@ -22,6 +24,18 @@ impl Activation {
             Activation::Relu => tape.relu(x),
             Activation::LeakyRelu(k) => tape.leaky_relu(x, k),
             Activation::Tanh => tape.tanh(x),
+        }
+    }
+
+    /// The activation applied in place, without a tape (same formulas as the tape ops).
+    pub fn infer_inplace<T: Scalar>(self, h: &mut ndarray::Array2<T>) {
+        match self {
+            Activation::Relu => h.mapv_inplace(|v| v.max(T::zero())),
+            Activation::LeakyRelu(k) => {
+                let k = T::from_f64(k);
+                h.mapv_inplace(|v| if v > T::zero() { v } else { k * v })
+            }
+            Activation::Tanh => h.mapv_inplace(T::tanh),
         }
     }
 
@@ -78,15 +92,44 @@ impl Mlp {
         self.layers[self.layers.len() - 1].fan_out
     }
 
-    pub fn forward<T: Scalar>(&self, tape: &mut Tape<T>, p: &Bound, mut x: Var) -> Var {
+    pub fn forward<T: Scalar>(&self, tape: &mut Tape<T>, p: &Bound, x: Var) -> Var {
+        let first = self.layers[0].forward(tape, p, x);
+        self.forward_rest(tape, p, first)
+    }
+
+    /// The same network on sparse constant input rows.
+    pub fn forward_sparse<T: Scalar>(&self, tape: &mut Tape<T>, p: &Bound, x: std::sync::Arc<Csr>) -> Var {
+        let first = self.layers[0].forward_sparse(tape, p, x);
+        self.forward_rest(tape, p, first)
+    }
+
+    /// Everything after the first layer's affine map.
+    fn forward_rest<T: Scalar>(&self, tape: &mut Tape<T>, p: &Bound, mut x: Var) -> Var {
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(tape, p, x);
+            if i > 0 {
+                x = layer.forward(tape, p, x);
+            }
             if i < last || self.activate_last {
                 x = self.activation.apply(tape, x);
             }
         }
         x
+    }
+
+    /// Forward pass without a tape (sampling, evaluation).
+    pub fn infer<T: Scalar>(&self, store: &ParamStore<T>, x: Input<'_, T>) -> Array2<T> {
+        let last = self.layers.len() - 1;
+        let mut h = self.layers[0].infer(store, x);
+        for (i, layer) in self.layers.iter().enumerate() {
+            if i > 0 {
+                h = layer.infer(store, Input::Dense(h.view()));
+            }
+            if i < last || self.activate_last {
+                self.activation.infer_inplace(&mut h);
+            }
+        }
+        h
     }
 
     /// Floating-point operations of one forward row (multiply and add counted apart).

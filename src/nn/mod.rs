@@ -1,12 +1,14 @@
 //! Neural-network building blocks: parameters, layers, optimizers, schedules.
 
+mod csr;
 mod linear;
 mod mlp;
 mod optim;
 mod params;
 mod schedule;
 
-pub use linear::{Init, Linear};
+pub use csr::Csr;
+pub use linear::{Init, Input, Linear};
 pub use mlp::{Activation, Mlp};
 pub use optim::{Adam, AdamKind, GroupConfig, StepStats};
 pub use params::{Bound, Param, ParamId, ParamStore};
