@@ -1,13 +1,27 @@
-//! Benchmarks. `cargo run --release --example bench -- <what>` with `what` one of:
-//! `matmul` (single-thread GEMM rate, the yardstick of every floor), `all`.
+//! Benchmarks: `cargo run --release --example bench -- <what>`, `what` one of
+//! `matmul`, `sampling`, `hypergrid`, `peptide`, `objectives`, `threads`, `all`.
 //! Prints one JSON line per measurement, then a readable table.
+//!
+//! Every time is a median over repeated runs in this process. The *floor* of
+//! a scenario is its floating-point work (the MLP forward and backward over
+//! the states actually visited, first layers counted sparse as the engine
+//! computes them) divided by the single-thread GEMM rate measured here at
+//! 256x256x256; `ratio` = measured time / floor.
 
 use std::time::Instant;
 
+use gflownet::env::{HyperGrid, HyperGridReward, Peptide};
+use gflownet::metrics::exact_terminal_distribution;
+use gflownet::nn::ParamStore;
+use gflownet::policy::{BackwardPolicy, Policy, PolicyConfig};
+use gflownet::replay::ReplayKind;
+use gflownet::reward::{PeptideLogReward, PeptideReward};
+use gflownet::sampler::{Exploration, Sampler};
+use gflownet::train::{objective_from_flags, LogZInit, TrainConfig, Trainer};
 use ndarray::Array2;
 
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
 
@@ -31,7 +45,7 @@ fn time_it(reps: usize, mut f: impl FnMut()) -> f64 {
 }
 
 /// Single-thread f32 GEMM rate in GFLOP/s for `[m, k] x [k, n]`.
-pub fn gemm_gflops(m: usize, k: usize, n: usize) -> f64 {
+fn gemm_gflops(m: usize, k: usize, n: usize) -> f64 {
     let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 31 + j * 17) % 13) as f32 * 0.01);
     let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 7 + j * 11) % 17) as f32 * 0.01);
     let secs = time_it(15, || {
@@ -40,33 +54,294 @@ pub fn gemm_gflops(m: usize, k: usize, n: usize) -> f64 {
     2.0 * (m * k * n) as f64 / secs / 1e9
 }
 
-fn matmul(rows: &mut Vec<(String, String)>) {
-    for (m, k, n) in [
-        (16, 32, 256),
-        (16, 256, 256),
-        (256, 256, 256),
-        (2048, 256, 256),
-        (512, 2048, 2048),
-    ] {
-        let g = gemm_gflops(m, k, n);
-        println!("{{\"bench\":\"matmul\",\"m\":{m},\"k\":{k},\"n\":{n},\"gflops\":{g:.2}}}");
-        rows.push((format!("matmul {m}x{k}x{n}"), format!("{g:.1} GFLOP/s")));
+struct Bench {
+    rows: Vec<(String, String)>,
+    /// GFLOP/s of the yardstick GEMM.
+    rate: f64,
+}
+
+impl Bench {
+    fn emit(&mut self, json: serde_json::Value, name: String, text: String) {
+        println!("{json}");
+        self.rows.push((name, text));
+    }
+
+    fn yardstick(&mut self) -> f64 {
+        if self.rate == 0.0 {
+            self.rate = gemm_gflops(256, 256, 256);
+        }
+        self.rate
+    }
+
+    fn matmul(&mut self) {
+        for (m, k, n) in [
+            (16, 32, 256),
+            (16, 256, 256),
+            (256, 256, 256),
+            (2048, 256, 256),
+            (512, 2048, 2048),
+        ] {
+            let g = gemm_gflops(m, k, n);
+            if (m, k, n) == (256, 256, 256) {
+                self.rate = g;
+            }
+            self.emit(
+                serde_json::json!({"bench": "matmul", "m": m, "k": k, "n": n, "gflops": g}),
+                format!("matmul {m}x{k}x{n}"),
+                format!("{g:.1} GFLOP/s"),
+            );
+        }
+    }
+
+    /// Peptide sampling, batch 64, lengths 10-30, MLP 2x256: trajectories/s and the cost split.
+    fn sampling(&mut self) {
+        let rate = self.yardstick();
+        let env = Peptide::default();
+        let mut store = ParamStore::new();
+        let mut init = gflownet::rng::stream(0, 1);
+        let policy = Policy::new(&env, &PolicyConfig::default(), &mut store, &mut init).unwrap();
+        let mut sampler = Sampler::new(0);
+        let batch = 64;
+        let total = time_it(15, || {
+            std::hint::black_box(sampler.sample(&env, &policy, &store, batch, Exploration::ON_POLICY));
+        });
+        // the same states, timed part by part: encoding, then the MLP alone
+        let t = sampler.sample(&env, &policy, &store, batch, Exploration::ON_POLICY);
+        let states: Vec<_> = {
+            use gflownet::env::Environment;
+            let mut v = Vec::new();
+            for (b, w) in t.offsets.windows(2).enumerate() {
+                let mut s = env.initial_state();
+                for r in w[0]..w[1] {
+                    v.push(s.clone());
+                    s = env.step(&s, t.actions[r]);
+                }
+                let _ = b;
+            }
+            v
+        };
+        let encode = time_it(15, || {
+            use gflownet::env::Environment;
+            let mut x = gflownet::nn::Csr::new(env.feature_dim());
+            states.iter().for_each(|s| env.encode_sparse(s, &mut x));
+            std::hint::black_box(x);
+        });
+        let mlp = time_it(15, || {
+            std::hint::black_box(policy.infer(&store, &t.features));
+        });
+        let flops = policy.forward_flops(&t.features);
+        let floor = flops / (rate * 1e9);
+        let rest = total - encode - mlp;
+        self.emit(
+            serde_json::json!({"bench": "sampling", "env": "peptide", "batch": batch, "rows": t.n_transitions(),
+                "trajectories_per_s": batch as f64 / total, "ms": total * 1e3, "encode_ms": encode * 1e3,
+                "mlp_ms": mlp * 1e3, "softmax_sample_ms": rest * 1e3, "mlp_floor_ms": floor * 1e3,
+                "ratio_to_mlp_floor": total / floor}),
+            format!("sample peptide b={batch}"),
+            format!(
+                "{:.0} traj/s, {:.2} ms (encode {:.2}, MLP {:.2}, softmax+sample {:.2}); {:.2}x the MLP floor",
+                batch as f64 / total,
+                total * 1e3,
+                encode * 1e3,
+                mlp * 1e3,
+                rest * 1e3,
+                total / floor
+            ),
+        );
+    }
+
+    fn trainer_floor<E: gflownet::env::Environment, R: gflownet::env::LogReward<E::State>>(
+        t: &mut Trainer<E, R>,
+        rate: f64,
+    ) -> f64 {
+        // sampling forward + training forward (1x) + backward (2x) over the same states
+        let traj = t
+            .sampler
+            .clone()
+            .sample(&t.env, &t.policy, &t.store, t.config.batch, Exploration::ON_POLICY);
+        4.0 * t.policy.forward_flops(&traj.features) / (rate * 1e9)
+    }
+
+    /// Scenario 1: HyperGrid D=4, H=8, TB squared, 2x256 with a learned P_B head, Adam.
+    fn hypergrid(&mut self, objective: &str, batch: usize, to_target: bool) {
+        let rate = self.yardstick();
+        let mut cfg = TrainConfig::hypergrid_default(4, 8);
+        cfg.batch = batch;
+        cfg.objective = objective_from_flags(
+            objective,
+            "squared",
+            None,
+            None,
+            if objective == "tb" || objective == "subtb" || objective == "db" {
+                "none"
+            } else {
+                "loo"
+            },
+        )
+        .unwrap();
+        cfg.policy.log_f = cfg.objective.needs_log_f();
+        cfg.policy.backward = BackwardPolicy::Learned;
+        cfg.threads = 1;
+        let mut t = Trainer::new(cfg, HyperGrid::new(4, 8).unwrap(), HyperGridReward::standard(8)).unwrap();
+        for _ in 0..20 {
+            t.train_step().unwrap();
+        }
+        let mut parts = [vec![], vec![], vec![], vec![], vec![]];
+        for _ in 0..100 {
+            let c = Instant::now();
+            t.train_step().unwrap();
+            let total = c.elapsed().as_secs_f64();
+            let s = t.timings;
+            for (v, x) in parts.iter_mut().zip([total, s.sample, s.loss, s.backward, s.optim]) {
+                v.push(x);
+            }
+        }
+        let [total, sample, loss, backward, optim] = parts.map(median);
+        let floor = Self::trainer_floor(&mut t, rate);
+        let mut json = serde_json::json!({"bench": "hypergrid", "ndim": 4, "height": 8, "objective": objective,
+            "batch": batch, "ms_per_iter": total * 1e3, "sample_ms": sample * 1e3, "loss_ms": loss * 1e3,
+            "backward_ms": backward * 1e3, "optim_ms": optim * 1e3, "floor_ms": floor * 1e3, "ratio": total / floor});
+        let mut text = format!(
+            "{:.2} ms/iter (sample {:.2}, loss {:.2}, backward {:.2}, optim {:.2}); {:.1}x floor",
+            total * 1e3,
+            sample * 1e3,
+            loss * 1e3,
+            backward * 1e3,
+            optim * 1e3,
+            total / floor
+        );
+        if to_target {
+            // time to exact L1 <= 0.15 from a fresh start (checked every 100 iterations, up to 3000)
+            let mut cfg = t.config.clone();
+            cfg.policy.backward = BackwardPolicy::Learned;
+            let mut fresh = Trainer::new(cfg, HyperGrid::new(4, 8).unwrap(), HyperGridReward::standard(8)).unwrap();
+            let mut reward = HyperGridReward::standard(8);
+            let clock = Instant::now();
+            let mut reached = None;
+            let mut train_secs = 0.0;
+            for it in 1..=3000 {
+                let c = Instant::now();
+                fresh.train_step().unwrap();
+                train_secs += c.elapsed().as_secs_f64();
+                if it % 100 == 0 {
+                    let d = exact_terminal_distribution(&fresh.env, &fresh.policy, &fresh.store, &mut reward)
+                        .unwrap()
+                        .unwrap();
+                    if d.metrics().l1_sum <= 0.15 {
+                        reached = Some((it, train_secs, clock.elapsed().as_secs_f64()));
+                        break;
+                    }
+                }
+            }
+            match reached {
+                Some((it, secs, wall)) => {
+                    json["iters_to_l1_0.15"] = it.into();
+                    json["train_s_to_l1_0.15"] = secs.into();
+                    text.push_str(&format!(
+                        "; L1<=0.15 at iter {it} after {secs:.1} s of training ({wall:.1} s with checks)"
+                    ));
+                }
+                None => text.push_str("; L1<=0.15 not reached in 3000 iters"),
+            }
+        }
+        self.emit(json, format!("hypergrid {objective} b={batch}"), text);
+    }
+
+    /// Scenario 2: the peptide task, TB, lengths 10-30, MLP 2x256, on-policy, no replay.
+    fn peptide(&mut self, batch: usize, threads: usize) -> f64 {
+        let rate = self.yardstick();
+        let mut cfg = TrainConfig::peptide_default();
+        cfg.batch = batch;
+        cfg.replay.kind = ReplayKind::None;
+        cfg.optimizer.log_z_init = LogZInit::Config;
+        cfg.threads = threads;
+        let env = Peptide::default();
+        let reward = PeptideLogReward {
+            env: env.clone(),
+            model: Box::new(PeptideReward::new()),
+        };
+        let mut t = Trainer::new(cfg, env, reward).unwrap();
+        for _ in 0..5 {
+            t.train_step().unwrap();
+        }
+        let mut times = vec![];
+        let mut samples = vec![];
+        for _ in 0..if batch > 128 { 10 } else { 30 } {
+            let c = Instant::now();
+            t.train_step().unwrap();
+            times.push(c.elapsed().as_secs_f64());
+            samples.push(t.timings.sample);
+        }
+        let total = median(times);
+        let sample = median(samples);
+        let floor = Self::trainer_floor(&mut t, rate);
+        self.emit(
+            serde_json::json!({"bench": "peptide", "batch": batch, "threads": threads, "steps_per_s": 1.0 / total,
+                "trajectories_per_s": batch as f64 / total, "sampled_trajectories_per_s": batch as f64 / sample,
+                "ms_per_step": total * 1e3, "floor_ms": floor * 1e3, "ratio": total / floor}),
+            format!("peptide TB b={batch} threads={threads}"),
+            format!(
+                "{:.1} steps/s, {:.0} traj/s trained, {:.0} traj/s sampled; {:.1}x floor",
+                1.0 / total,
+                batch as f64 / total,
+                batch as f64 / sample,
+                total / floor
+            ),
+        );
+        total
     }
 }
 
 fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
-    let mut rows = Vec::new();
-    match what.as_str() {
-        "matmul" => matmul(&mut rows),
-        "all" => matmul(&mut rows),
-        other => {
-            eprintln!("unknown benchmark `{other}`; expected one of: matmul, all");
-            std::process::exit(2);
+    let mut b = Bench {
+        rows: Vec::new(),
+        rate: 0.0,
+    };
+    let all = what == "all";
+    let known = [
+        "matmul",
+        "sampling",
+        "hypergrid",
+        "peptide",
+        "objectives",
+        "threads",
+        "all",
+    ];
+    if !known.contains(&what.as_str()) {
+        eprintln!("unknown benchmark `{what}`; expected one of: {}", known.join(", "));
+        std::process::exit(2);
+    }
+    if all || what == "matmul" {
+        b.matmul();
+    }
+    if all || what == "sampling" {
+        b.sampling();
+    }
+    if all || what == "hypergrid" {
+        b.hypergrid("tb", 16, true);
+        b.hypergrid("tb", 128, false);
+    }
+    if all || what == "peptide" {
+        b.peptide(64, 1);
+        b.peptide(512, 1);
+    }
+    if all || what == "objectives" {
+        for o in ["tb", "subtb", "db", "rev-kl", "fwd-kl", "renyi", "tsallis"] {
+            b.hypergrid(o, 16, false);
         }
     }
+    if all || what == "threads" {
+        let one = b.peptide(256, 1);
+        let two = b.peptide(256, 2);
+        b.emit(
+            serde_json::json!({"bench": "threads", "batch": 256, "speedup_2_threads": one / two}),
+            "2-thread speed-up (peptide b=256)".into(),
+            format!("{:.2}x (bit-identical results)", one / two),
+        );
+    }
     println!();
-    for (name, value) in rows {
-        println!("{name:<40} {value}");
+    for (name, value) in b.rows {
+        println!("{name:<36} {value}");
     }
 }

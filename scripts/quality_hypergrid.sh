@@ -11,7 +11,7 @@
 #
 #   --smoke            every configuration for 20 iterations only (CI: seconds)
 #   SEEDS="0 1 2"      seeds per configuration (environment)
-#   SECTIONS="tb osc osc-fix subtb-db div d4-long"   parts of the grid to run (environment)
+#   SECTIONS="tb osc osc-fix lz lz-long subtb-db div d4-long"   parts of the grid to run (environment)
 #   HYPERGRID_BIN=...  use this prebuilt binary instead of `cargo run`
 #
 # Setup (the issue's spec): R0=0.1, R1=0.5, R2=2.0; MLP 2x256; Adam lr 1e-3,
@@ -41,7 +41,7 @@ esac
 
 cd "$(dirname "$0")/.."
 seeds=${SEEDS:-0 1 2}
-sections=${SECTIONS:-tb osc osc-fix subtb-db div d4-long}
+sections=${SECTIONS:-tb osc osc-fix lz lz-long subtb-db div d4-long}
 
 if [[ -z "${HYPERGRID_BIN:-}" ]]; then
     cargo build --release --example hypergrid >&2
@@ -99,6 +99,30 @@ if has osc-fix; then
             # shellcheck disable=SC2086 # $v is a list of flags
             run --ndim 2 --height 8 --iters "$(iters 3000)" --eval-every "$(every)" --seed "$s" --objective tb --g squared $v
         done
+    done
+fi
+
+# 2c. The log Z rate on both tasks: constant 0.03 / 0.01, and a decay that is
+#     fast (half-life 10) rather than late; D=4 with the two that help on D=2.
+if has lz; then
+    for v in "--log-z-lr 0.03" "--log-z-half-life 10"; do
+        for s in $seeds; do
+            # shellcheck disable=SC2086 # $v is a list of flags
+            run --ndim 2 --height 8 --iters "$(iters 3000)" --eval-every "$(every)" --seed "$s" --objective tb --g squared $v
+        done
+    done
+    for v in "--log-z-lr 0.01" "--log-z-half-life 10" "--log-z-half-life 200"; do
+        for s in $seeds; do
+            # shellcheck disable=SC2086 # $v is a list of flags
+            run --ndim 4 --height 8 --iters "$(iters 2000)" --eval-every "$(every)" --seed "$s" --objective tb --g squared $v
+        done
+    done
+fi
+
+# 2d. Does the constant log Z lr 0.01 stay quiet for longer (D=2, 6000 iters)?
+if has lz-long; then
+    for s in $seeds; do
+        run --ndim 2 --height 8 --iters "$(iters 6000)" --eval-every "$(every)" --seed "$s" --objective tb --g squared --log-z-lr 0.01
     done
 fi
 

@@ -191,6 +191,22 @@ impl Policy {
         (pf, pb)
     }
 
+    /// Floating-point operations (multiply and add counted apart) of one
+    /// forward pass over the sparse rows `x` through every head, the first
+    /// layers costing `2 * nonzeros * width` as the engine computes them.
+    pub fn forward_flops(&self, x: &Csr) -> f64 {
+        let rows = x.nrows() as f64;
+        let nnz = x.indices.len() as f64;
+        let trunk = |m: &Mlp| {
+            2.0 * nnz * m.layers[0].fan_out as f64
+                + rows * m.layers[1..].iter().map(|l| l.flops_per_row() as f64).sum::<f64>()
+        };
+        let heads = self.pf.flops_per_row()
+            + self.pb.as_ref().map_or(0, Linear::flops_per_row)
+            + self.log_f.as_ref().map_or(0, Linear::flops_per_row);
+        trunk(&self.trunk) + self.aux_trunk.as_ref().map_or(0.0, trunk) + rows * heads as f64
+    }
+
     /// Floating-point operations of one forward row through every head.
     pub fn flops_per_row(&self) -> usize {
         self.trunk.flops_per_row()

@@ -139,14 +139,35 @@ pub struct Sampler {
     pub seed: u64,
     /// Trajectories drawn so far: the next one uses stream key `drawn`.
     pub drawn: u64,
+    /// Worker threads for forward sampling (not part of the random state).
+    #[serde(skip, default = "one")]
+    pub threads: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Sampler {
     pub fn new(seed: u64) -> Self {
-        Sampler { seed, drawn: 0 }
+        Sampler {
+            seed,
+            drawn: 0,
+            threads: 1,
+        }
     }
 
-    /// Samples `batch` trajectories forward from the initial state.
+    /// The same sampler with `threads` workers (0: all cores).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = match threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            t => t,
+        };
+        self
+    }
+
+    /// Samples `batch` trajectories forward from the initial state, split
+    /// over `threads` workers (the objects do not depend on the split).
     pub fn sample<E: Environment>(
         &mut self,
         env: &E,
@@ -155,46 +176,26 @@ impl Sampler {
         batch: usize,
         explore: Exploration,
     ) -> Trajectories<E::State> {
-        let a_n = env.n_actions();
-        let mut rngs: Vec<_> = (0..batch as u64)
-            .map(|i| rng::keyed(self.seed, streams::SAMPLE, self.drawn + i))
-            .collect();
+        let first = self.drawn;
         self.drawn += batch as u64;
-        let mut paths: Vec<Path<E::State>> = (0..batch)
-            .map(|_| Path {
-                states: vec![env.initial_state()],
-                actions: Vec::new(),
-                log_pf: Vec::new(),
+        let workers = self.threads.clamp(1, batch.max(1));
+        let keys: Vec<u64> = (first..first + batch as u64).collect();
+        let seed = self.seed;
+        let paths: Vec<Path<E::State>> = if workers == 1 {
+            forward_paths(env, policy, store, seed, &keys, explore)
+        } else {
+            let chunk = batch.div_ceil(workers);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = keys
+                    .chunks(chunk)
+                    .map(|ks| scope.spawn(move || forward_paths(env, policy, store, seed, ks, explore)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("a sampling worker panicked"))
+                    .collect()
             })
-            .collect();
-        let mut active: Vec<usize> = (0..batch).collect();
-        let mut mask = vec![false; a_n];
-        let mut probs = vec![0f64; a_n];
-        while !active.is_empty() {
-            let n = active.len();
-            let mut x = Csr::new(env.feature_dim());
-            for &i in &active {
-                env.encode_sparse(paths[i].states.last().unwrap(), &mut x);
-            }
-            let (logits, _) = policy.infer(store, &x);
-            let mut still = Vec::with_capacity(n);
-            for (row, &i) in active.iter().enumerate() {
-                let path = &mut paths[i];
-                let s = path.states.last().unwrap();
-                env.forward_mask(s, &mut mask);
-                let lr = logits.row(row);
-                let a = choose(lr.as_slice().unwrap(), &mask, explore, &mut probs, &mut rngs[i]);
-                path.log_pf.push(log_prob(lr.as_slice().unwrap(), &mask, a));
-                path.actions.push(a);
-                let next = env.step(s, a);
-                let done = env.is_terminal(&next);
-                path.states.push(next);
-                if !done {
-                    still.push(i);
-                }
-            }
-            active = still;
-        }
+        };
         let log_pb = paths
             .iter()
             .map(|p| uniform_or_learned_pb(env, policy, store, p))
@@ -284,6 +285,56 @@ impl Sampler {
             .collect();
         assemble(env, paths, log_pb)
     }
+}
+
+/// Forward trajectories for the given stream keys, all advanced together
+/// (one batched MLP pass per step over the unfinished ones).
+fn forward_paths<E: Environment>(
+    env: &E,
+    policy: &Policy,
+    store: &ParamStore<f32>,
+    seed: u64,
+    keys: &[u64],
+    explore: Exploration,
+) -> Vec<Path<E::State>> {
+    let a_n = env.n_actions();
+    let mut rngs: Vec<_> = keys.iter().map(|&k| rng::keyed(seed, streams::SAMPLE, k)).collect();
+    let mut paths: Vec<Path<E::State>> = keys
+        .iter()
+        .map(|_| Path {
+            states: vec![env.initial_state()],
+            actions: Vec::new(),
+            log_pf: Vec::new(),
+        })
+        .collect();
+    let mut active: Vec<usize> = (0..keys.len()).collect();
+    let mut mask = vec![false; a_n];
+    let mut probs = vec![0f64; a_n];
+    while !active.is_empty() {
+        let mut x = Csr::new(env.feature_dim());
+        for &i in &active {
+            env.encode_sparse(paths[i].states.last().unwrap(), &mut x);
+        }
+        let (logits, _) = policy.infer(store, &x);
+        let mut still = Vec::with_capacity(active.len());
+        for (row, &i) in active.iter().enumerate() {
+            let path = &mut paths[i];
+            let s = path.states.last().unwrap();
+            env.forward_mask(s, &mut mask);
+            let lr = logits.row(row);
+            let a = choose(lr.as_slice().unwrap(), &mask, explore, &mut probs, &mut rngs[i]);
+            path.log_pf.push(log_prob(lr.as_slice().unwrap(), &mask, a));
+            path.actions.push(a);
+            let next = env.step(s, a);
+            let done = env.is_terminal(&next);
+            path.states.push(next);
+            if !done {
+                still.push(i);
+            }
+        }
+        active = still;
+    }
+    paths
 }
 
 /// Draws an action from `(1-eps) softmax(logits/temp) + eps uniform` over the valid ones.

@@ -248,6 +248,14 @@ fn sampling_is_seeded_and_batch_independent() {
         a.terminals, b,
         "the same seed gives the same objects however the batch is split"
     );
+    let threaded = Sampler::new(5)
+        .with_threads(3)
+        .sample(&pep, &policy, &store, 20, Exploration::ON_POLICY);
+    assert_eq!(
+        a.terminals, threaded.terminals,
+        "the same objects with 3 worker threads"
+    );
+    assert_eq!(a.log_pf, threaded.log_pf);
     let c = Sampler::new(6).sample(&pep, &policy, &store, 20, Exploration::ON_POLICY);
     assert_ne!(a.terminals, c.terminals);
 }

@@ -108,6 +108,30 @@ fn same_seed_gives_byte_identical_run_files() {
     assert!(err.contains("already holds a run"), "{err}");
 }
 
+#[test]
+fn thread_count_does_not_change_results() {
+    let mut one = small_grid();
+    one.threads = 1;
+    let mut three = small_grid();
+    three.threads = 3;
+    let (a, b) = (tmp("threads-1"), tmp("threads-3"));
+    start(one, &a, &mut Quiet).unwrap();
+    // the config differs only in `threads`; everything it produces is identical
+    start(three, &b, &mut Quiet).unwrap();
+    for f in [
+        "metrics.jsonl",
+        "eval.jsonl",
+        "samples.csv",
+        "checkpoint/weights.safetensors",
+    ] {
+        assert_eq!(
+            read(&a.join(f)),
+            read(&b.join(f)),
+            "{f} differs between 1 and 3 threads"
+        );
+    }
+}
+
 /// Panics (like a crash) once the run reaches `at`.
 struct CrashAt(u64);
 impl Observer for CrashAt {

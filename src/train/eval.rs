@@ -140,7 +140,7 @@ impl<E: Environment, R: LogReward<E::State>> Trainer<E, R> {
 
     /// The same metrics for a policy that picks uniformly among valid actions.
     pub fn evaluate_random_baseline(&mut self) -> Result<EvalReport> {
-        let mut sampler = Sampler::new(self.config.seed ^ 0xBA5E_11E0);
+        let mut sampler = Sampler::new(self.config.seed ^ 0xBA5E_11E0).with_threads(self.config.threads);
         let uniform = Exploration {
             temperature: 1.0,
             epsilon: 1.0,

@@ -8,4 +8,4 @@ mod trainer;
 pub use config::{objective_from_flags, EnvConfig, EvalConfig, LogZInit, OptimizerConfig, RewardConfig, TrainConfig};
 pub use eval::{EvalReport, ExactReport, Sample};
 pub use run::{resume, start, Observer, Quiet, RunSummary};
-pub use trainer::{StepMetrics, Trainer};
+pub use trainer::{StepMetrics, StepTimings, Trainer};

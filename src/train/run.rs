@@ -270,7 +270,10 @@ fn load<E: Environment, R: LogReward<E::State>>(t: &mut Trainer<E, R>, dir: &Pat
     }
     state.replay.reindex();
     t.replay = state.replay;
-    t.sampler = state.sampler;
+    t.sampler = Sampler {
+        threads: t.sampler.threads,
+        ..state.sampler
+    };
     t.step = state.step;
     Ok(Progress {
         best_mean_reward: state.best_mean_reward,

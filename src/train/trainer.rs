@@ -1,5 +1,7 @@
 //! One training step: sample, reward, objective, backward, clip, Adam.
 
+use std::time::Instant;
+
 use ndarray::Array2;
 use serde::Serialize;
 
@@ -45,6 +47,20 @@ pub struct StepMetrics {
     pub buffer: usize,
 }
 
+/// Wall-clock seconds of the parts of the last step (for benchmarks and
+/// progress displays; never written to `metrics.jsonl`).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct StepTimings {
+    /// Forward sampling, rewards and replay (backward sampling).
+    pub sample: f64,
+    /// The batched pass over all states and the objective.
+    pub loss: f64,
+    /// Reverse pass (and the control variate's extra passes).
+    pub backward: f64,
+    /// Clipping and the Adam update.
+    pub optim: f64,
+}
+
 /// A training run in memory.
 pub struct Trainer<E: Environment, R: LogReward<E::State>> {
     pub config: TrainConfig,
@@ -57,6 +73,8 @@ pub struct Trainer<E: Environment, R: LogReward<E::State>> {
     pub replay: ReplayBuffer<E::State>,
     /// Steps completed.
     pub step: u64,
+    /// Timings of the last step.
+    pub timings: StepTimings,
 }
 
 impl<E: Environment, R: LogReward<E::State>> Trainer<E, R> {
@@ -83,7 +101,7 @@ impl<E: Environment, R: LogReward<E::State>> Trainer<E, R> {
         };
         let opt = Adam::new(o.kind, vec![net, log_z], &store)?;
         Ok(Trainer {
-            sampler: Sampler::new(config.seed),
+            sampler: Sampler::new(config.seed).with_threads(config.threads),
             replay: ReplayBuffer::new(config.replay.capacity),
             config,
             env,
@@ -92,6 +110,7 @@ impl<E: Environment, R: LogReward<E::State>> Trainer<E, R> {
             store,
             opt,
             step: 0,
+            timings: StepTimings::default(),
         })
     }
 
@@ -157,7 +176,9 @@ impl<E: Environment, R: LogReward<E::State>> Trainer<E, R> {
 
     /// One optimisation step.
     pub fn train_step(&mut self) -> Result<StepMetrics> {
+        let clock = Instant::now();
         let (traj, log_r, on_policy) = self.batch()?;
+        let t_sample = clock.elapsed().as_secs_f64();
         let mean_log_r = log_r[..on_policy].iter().sum::<f64>() / on_policy as f64;
         if self.step == 0 && self.config.optimizer.log_z_init == LogZInit::BatchEstimate {
             let (pf, pb) = (traj.sum_log_pf(), traj.sum_log_pb());
@@ -169,6 +190,7 @@ impl<E: Environment, R: LogReward<E::State>> Trainer<E, R> {
         let p = self.store.bind(&mut tape);
         let terms = self.policy.terms(&mut tape, &p, &traj, &log_r);
         let out = self.config.objective.loss(&mut tape, &terms)?;
+        let t_loss = clock.elapsed().as_secs_f64();
         if out.value.is_nan() {
             return Err(Error::Numeric(format!("step {}: the loss is NaN", self.step)));
         }
@@ -182,7 +204,15 @@ impl<E: Environment, R: LogReward<E::State>> Trainer<E, R> {
             let score = p.grads(&mut gs, &self.store);
             cv_coefficient = Some(apply_batch_cv(&mut grads, &pathwise, &score, cv.eps));
         }
+        let t_backward = clock.elapsed().as_secs_f64();
         let stats = self.opt.step(&mut self.store, &mut grads)?;
+        let t_optim = clock.elapsed().as_secs_f64();
+        self.timings = StepTimings {
+            sample: t_sample,
+            loss: t_loss - t_sample,
+            backward: t_backward - t_loss,
+            optim: t_optim - t_backward,
+        };
         if !self.store.all_finite() {
             return Err(Error::Numeric(format!(
                 "step {}: a parameter became non-finite",
@@ -221,7 +251,7 @@ impl<E: Environment, R: LogReward<E::State>> Trainer<E, R> {
     /// objects for the same weights, whatever training did before), with
     /// their `sum log P_F` (= `log P(x)` on trees).
     pub fn sample_eval(&self, n: usize) -> (Vec<E::State>, Vec<f64>) {
-        let mut sampler = Sampler::new(self.config.seed ^ 0x5EED_E7A1);
+        let mut sampler = Sampler::new(self.config.seed ^ 0x5EED_E7A1).with_threads(self.config.threads);
         let t = sampler.sample(
             &self.env,
             &self.policy,
