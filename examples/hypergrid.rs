@@ -51,6 +51,10 @@ struct Args {
     /// Halve the log Z learning rate every this many steps (inverse-time decay).
     #[arg(long)]
     log_z_half_life: Option<f64>,
+    /// Halve the network's learning rate every this many steps (inverse-time
+    /// decay): what removes the late oscillation of exact L1 on small grids.
+    #[arg(long)]
+    lr_half_life: Option<f64>,
     /// Learn P_B with a head on the trunk (else uniform).
     #[arg(long)]
     learned_pb: bool,
@@ -77,6 +81,9 @@ fn run(args: Args) -> gflownet::error::Result<()> {
     cfg.objective = objective_from_flags(&args.objective, &args.g, args.alpha, args.lambda, &args.cv)?;
     cfg.optimizer.lr = args.lr;
     cfg.optimizer.log_z_lr = args.log_z_lr;
+    if let Some(h) = args.lr_half_life {
+        cfg.optimizer.schedule = Schedule::InverseTime { half_life: h };
+    }
     if let Some(h) = args.log_z_half_life {
         cfg.optimizer.log_z_schedule = Schedule::InverseTime { half_life: h };
     }

@@ -9,9 +9,10 @@
 # example's arguments) and `wall_s` (wall-clock seconds of the whole process,
 # evaluation included).
 #
-#   --smoke            every configuration for 20 iterations only (CI: seconds)
+#   --smoke            every configuration for 20 iterations only, seed 0 only
+#                      unless SEEDS is set (CI: seconds)
 #   SEEDS="0 1 2"      seeds per configuration (environment)
-#   SECTIONS="tb osc osc-fix lz lz-long subtb-db div d4-long"   parts of the grid to run (environment)
+#   SECTIONS="tb osc osc-fix lz lz-long lr-decay subtb-db div d4-long"   parts of the grid to run (environment)
 #   HYPERGRID_BIN=...  use this prebuilt binary instead of `cargo run`
 #
 # Setup (the issue's spec): R0=0.1, R1=0.5, R2=2.0; MLP 2x256; Adam lr 1e-3,
@@ -24,7 +25,7 @@ for a in "$@"; do
     case "$a" in
         --smoke) smoke=1 ;;
         -h | --help)
-            sed -n '2,17p' "$0"
+            sed -n '2,19p' "$0"
             exit 0
             ;;
         -*)
@@ -40,8 +41,8 @@ case "$out" in
 esac
 
 cd "$(dirname "$0")/.."
-seeds=${SEEDS:-0 1 2}
-sections=${SECTIONS:-tb osc osc-fix lz lz-long subtb-db div d4-long}
+if ((smoke)); then seeds=${SEEDS:-0}; else seeds=${SEEDS:-0 1 2}; fi
+sections=${SECTIONS:-tb osc osc-fix lz lz-long lr-decay subtb-db div d4-long}
 
 if [[ -z "${HYPERGRID_BIN:-}" ]]; then
     cargo build --release --example hypergrid >&2
@@ -51,15 +52,19 @@ fi
 iters() { if ((smoke)); then echo 20; else echo "$1"; fi; }
 every() { if ((smoke)); then echo 10; else echo 100; fi; }
 
+hg() {
+    if [[ -n "${HYPERGRID_BIN:-}" ]]; then
+        "$HYPERGRID_BIN" "$@"
+    else
+        cargo run --quiet --release --example hypergrid -- "$@"
+    fi
+}
+
 run() {
     local args="$*" t0 t1 line
     echo "hypergrid $args" >&2
     t0=$(date +%s.%N)
-    if [[ -n "${HYPERGRID_BIN:-}" ]]; then
-        line=$("$HYPERGRID_BIN" "$@" | grep '^{')
-    else
-        line=$(cargo run --quiet --release --example hypergrid -- "$@" | grep '^{')
-    fi
+    line=$(hg "$@" | grep '^{')
     t1=$(date +%s.%N)
     local wall
     wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
@@ -124,6 +129,21 @@ if has lz-long; then
     for s in $seeds; do
         run --ndim 2 --height 8 --iters "$(iters 6000)" --eval-every "$(every)" --seed "$s" --objective tb --g squared --log-z-lr 0.01
     done
+fi
+
+# 2e. Inverse-time decay of the policy lr (needs `--lr-half-life` in the
+#     example; skipped until it has one). BENCHMARKS-quality.md measured it
+#     with a patched copy of the example.
+if has lr-decay; then
+    if help=$(hg --help) && [[ $help == *--lr-half-life* ]]; then
+        for s in $seeds; do
+            run --ndim 2 --height 8 --iters "$(iters 3000)" --eval-every "$(every)" --seed "$s" --objective tb --g squared --lr-half-life 1000
+        done
+        run --ndim 2 --height 8 --iters "$(iters 6000)" --eval-every "$(every)" --seed 0 --objective tb --g squared --lr-half-life 1000
+        run --ndim 4 --height 8 --iters "$(iters 2000)" --eval-every "$(every)" --seed 0 --objective tb --g squared --lr-half-life 1000
+    else
+        echo "skipping lr-decay: the example has no --lr-half-life" >&2
+    fi
 fi
 
 # 3. SubTB (lambda 0.9) and DB with squared and linex1, same two tasks.

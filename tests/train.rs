@@ -151,6 +151,8 @@ fn resumed_run_equals_uninterrupted_run() {
         let r = catch_unwind(AssertUnwindSafe(|| start(small_grid(), &dir, &mut CrashAt(crash))));
         assert!(r.is_err(), "the crash happened");
         resume(&dir, &mut Quiet).unwrap();
+        // resuming a finished run changes nothing
+        resume(&dir, &mut Quiet).unwrap();
         for f in [
             "metrics.jsonl",
             "eval.jsonl",

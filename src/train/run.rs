@@ -322,6 +322,12 @@ fn drive<E: Environment, R: LogReward<E::State>>(
         truncate_jsonl(&metrics_path, |step| step < s)?;
         truncate_jsonl(&eval_path, |step| step <= s)?;
     }
+    // the step of the last evaluation already on disk (a finished run resumed)
+    let mut logged_eval_step = fs::read_to_string(&eval_path)
+        .ok()
+        .and_then(|t| t.lines().last().map(str::to_string))
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .and_then(|v| v.get("step").and_then(|s| s.as_u64()));
     let baseline = t.evaluate_random_baseline()?;
     checkpoint::atomic_write(&out.join("baseline.json"), json(&baseline).as_bytes()).map_err(ck_err)?;
 
@@ -340,6 +346,7 @@ fn drive<E: Environment, R: LogReward<E::State>>(
         if c.eval.every > 0 && t.step % c.eval.every == 0 && c.eval.samples > 0 {
             let (rep, samples) = t.evaluate()?;
             append_line(&eval_path, &json(&rep))?;
+            logged_eval_step = Some(rep.step);
             observer.on_eval(&rep);
             if rep.mean_reward > progress.best_mean_reward {
                 progress.best_mean_reward = rep.mean_reward;
@@ -366,7 +373,7 @@ fn drive<E: Environment, R: LogReward<E::State>>(
         Some(e) if e.0.step == t.step => e,
         _ => {
             let e = t.evaluate()?;
-            if c.eval.samples > 0 {
+            if c.eval.samples > 0 && logged_eval_step != Some(t.step) {
                 append_line(&eval_path, &json(&e.0))?;
             }
             e
