@@ -85,9 +85,7 @@ fn resolve(a: &Args) -> Result<TrainConfig> {
     let mut c = match &a.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-            let c: TrainConfig =
-                serde_json::from_str(&text).map_err(|e| Error::config("config", format!("{}: {e}", path.display())))?;
-            c
+            TrainConfig::parse_json(&text).map_err(|e| Error::config("config", format!("{}: {e}", path.display())))?
         }
         None => TrainConfig::peptide_default(),
     };

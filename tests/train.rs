@@ -284,6 +284,16 @@ fn bad_rewards_stop_training_with_the_object_named() {
 }
 
 #[test]
+fn a_panicking_reward_model_is_an_error() {
+    let reward = |_: &[HyperGridState]| -> gflownet::error::Result<Vec<f64>> { panic!("scorer exploded") };
+    let mut c = TrainConfig::hypergrid_default(2, 4);
+    c.policy.hidden = vec![8];
+    let mut t = Trainer::new(c, HyperGrid::new(2, 4).unwrap(), reward).unwrap();
+    let err = t.train_step().unwrap_err().to_string();
+    assert!(err.contains("the reward model panicked: scorer exploded"), "{err}");
+}
+
+#[test]
 fn short_peptide_run_beats_random_and_stays_diverse() {
     let mut c = TrainConfig::peptide_default();
     c.steps = 150;

@@ -301,11 +301,20 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// Parses a JSON config; errors name the field (unknown fields and wrong types included).
+    /// Parses and validates a JSON config.
     pub fn from_json(text: &str) -> Result<Self> {
-        let c: TrainConfig = serde_json::from_str(text).map_err(|e| Error::config("config", e.to_string()))?;
+        let c = Self::parse_json(text)?;
         c.validate()?;
         Ok(c)
+    }
+
+    /// Parses a JSON config without range checks; an error quotes the
+    /// offending line, so unknown fields and wrong types are named.
+    pub fn parse_json(text: &str) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| {
+            let line = text.lines().nth(e.line().saturating_sub(1)).unwrap_or("").trim();
+            Error::config("config", format!("{e}: `{line}`"))
+        })
     }
 
     pub fn to_json(&self) -> String {

@@ -118,9 +118,19 @@ impl<E: Environment, R: LogReward<E::State>> Trainer<E, R> {
         self.store.value(self.policy.log_z)[[0, 0]] as f64
     }
 
-    /// `beta * log R` of each object; refuses a non-finite `log R` naming the object.
+    /// `beta * log R` of each object; refuses a non-finite `log R` naming the
+    /// object, and turns a panicking reward model into an error.
     pub fn log_rewards(&mut self, xs: &[E::State]) -> Result<Vec<f64>> {
-        let raw = self.reward.log_rewards(xs)?;
+        let reward = &mut self.reward;
+        let raw =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reward.log_rewards(xs))).map_err(|p| {
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(no message)".into());
+                Error::Reward(format!("the reward model panicked: {msg}"))
+            })??;
         if raw.len() != xs.len() {
             return Err(Error::Reward(format!(
                 "expected {} rewards, got {}",

@@ -1,0 +1,73 @@
+//! The main job's command line: bad values are refused before training starts,
+//! naming the option, with no panic and no file touched.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// `cargo test` builds the examples next to the test binaries.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    dir.join(name)
+}
+
+fn run(args: &[&str]) -> (bool, String) {
+    let out = Command::new(example("train"))
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("run train");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn invalid_flags_are_refused_naming_the_option() {
+    let dir = std::env::temp_dir().join(format!("gfn-cli-{}", std::process::id()));
+    let d = dir.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--batch", "0"], "`batch`"),
+        (&["--steps", "0"], "`steps`"),
+        (&["--min-len", "12", "--max-len", "5"], "`max_len`"),
+        (&["--max-len", "100000"], "`max_len`"),
+        (&["--lr=-0.1"], "`optimizer.lr`"),
+        (&["--log-z-lr", "0"], "`optimizer.log_z_lr`"),
+        (&["--epsilon", "1.5"], "`exploration.epsilon`"),
+        (&["--temperature", "0"], "`exploration.temperature`"),
+        (&["--objective", "subtb", "--lambda", "0"], "`objective.lambda`"),
+        (&["--g", "linex:0"], "`objective.g`"),
+        (&["--objective", "tbx"], "unknown objective `tbx`"),
+        (&["--g", "huber"], "huber"),
+        (&["--replay", "sometimes"], "`replay`"),
+        (&["--objective", "rev-kl", "--replay", "prioritized"], "`replay.kind`"),
+        (&["--reward-exponent=-1"], "`reward.exponent`"),
+    ];
+    for (args, expect) in cases {
+        let mut all = args.to_vec();
+        all.extend(["--out", d]);
+        let (ok, stderr) = run(&all);
+        assert!(!ok, "{args:?} was accepted");
+        assert!(stderr.contains(expect), "{args:?}: expected {expect} in: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            !dir.exists(),
+            "{args:?}: the run directory was created before validation"
+        );
+    }
+    // a config file with an unknown field and one with a wrong type
+    let cfg = std::env::temp_dir().join(format!("gfn-cli-cfg-{}.json", std::process::id()));
+    let good = Command::new(example("train")).arg("--print-config").output().unwrap();
+    let text = String::from_utf8(good.stdout).unwrap();
+    std::fs::write(&cfg, text.replacen("\"seed\"", "\"sead\"", 1)).unwrap();
+    let (ok, stderr) = run(&["--config", cfg.to_str().unwrap(), "--out", d]);
+    assert!(!ok && stderr.contains("sead"), "{stderr}");
+    std::fs::write(&cfg, text.replacen("\"batch\": 64", "\"batch\": -64", 1)).unwrap();
+    let (ok, stderr) = run(&["--config", cfg.to_str().unwrap(), "--out", d]);
+    assert!(!ok && stderr.contains("batch"), "{stderr}");
+    assert!(!dir.exists());
+}
+
+#[test]
+fn resume_of_a_missing_run_names_the_file() {
+    let (ok, stderr) = run(&["--resume", "/nonexistent/run"]);
+    assert!(!ok && stderr.contains("/nonexistent/run/config.json"), "{stderr}");
+}
