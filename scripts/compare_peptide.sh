@@ -22,9 +22,9 @@ else
   bin=target/release/examples/train
 fi
 mkdir -p "$out"
-for g in squared linex1 linex0.5 cosh; do
-  for replay in prioritized none; do
-    for s in $seeds; do
+for s in $seeds; do
+  for g in squared linex1 linex0.5 cosh; do
+    for replay in prioritized none; do
       dir="$out/$g-$replay-s$s"
       [ -f "$dir/summary.json" ] && continue
       rm -rf "$dir"
