@@ -7,6 +7,8 @@
 //! reproducible bit for bit from its seed.
 
 pub mod autodiff;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod env;
 pub mod error;
 pub mod metrics;
