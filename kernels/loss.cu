@@ -84,3 +84,35 @@ KERNEL reduce_sum(u32 n, const float* x, u32 square, float scale, float* out) {
         if (tid_x() == 0) out[bid_x()] = scale * v;
     }
 }
+
+// out[block] = sum of x[i]^2 over this block's grid-stride share, accumulated in f64
+// (gradient norms: the CPU engine sums squares in f64, and f32 squares overflow early).
+KERNEL reduce_sum_sq_f64(u32 n, const float* x, double* out) {
+    __shared__ double part[256];
+    double s = 0.0;
+    for (u32 i = bid_x() * bdim_x() + tid_x(); i < n; i += gdim_x() * bdim_x()) {
+        double v = (double)x[i];
+        s += v * v;
+    }
+    part[tid_x()] = s;
+    sync_threads();
+    for (u32 w = 128; w > 0; w >>= 1) {
+        if (tid_x() < w) part[tid_x()] += part[tid_x() + w];
+        sync_threads();
+    }
+    if (tid_x() == 0) out[bid_x()] = part[0];
+}
+
+// out[0] = sum x[i] over n doubles, one block of 256 threads, fixed order.
+KERNEL reduce_f64(u32 n, const double* x, double* out) {
+    __shared__ double part[256];
+    double s = 0.0;
+    for (u32 i = tid_x(); i < n; i += bdim_x()) s += x[i];
+    part[tid_x()] = s;
+    sync_threads();
+    for (u32 w = 128; w > 0; w >>= 1) {
+        if (tid_x() < w) part[tid_x()] += part[tid_x() + w];
+        sync_threads();
+    }
+    if (tid_x() == 0) out[0] = part[0];
+}

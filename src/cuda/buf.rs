@@ -133,4 +133,4 @@ pub trait Elem: DeviceCopy + cust::memory::bytemuck::Pod + Copy + 'static {
 macro_rules! elem {
     ($($t:ty = $z:expr),*) => {$(impl Elem for $t { const ZERO: Self = $z; })*};
 }
-elem!(u8 = 0, u16 = 0, u32 = 0, u64 = 0, f32 = 0.0);
+elem!(u8 = 0, u16 = 0, u32 = 0, u64 = 0, f32 = 0.0, f64 = 0.0);

@@ -71,6 +71,10 @@ impl private::Sealed for f32 {}
 impl KernelArg for f32 {
     const PTX: &'static str = ".f32";
 }
+impl private::Sealed for f64 {}
+impl KernelArg for f64 {
+    const PTX: &'static str = ".f64";
+}
 impl<T> private::Sealed for Ptr<T> {}
 impl<T> KernelArg for Ptr<T> {
     const PTX: &'static str = ".u64";
@@ -155,6 +159,10 @@ kernels! {
     Loss::segment_broadcast(batch: u32, offsets: Ptr<u32>, per_seg: Ptr<f32>, sign: f32, per_row: Ptr<f32>);
     /// Block sums (of squares).
     Loss::reduce_sum(n: u32, x: Ptr<f32>, square: u32, scale: f32, out: Ptr<f32>);
+    /// Block sums of squares, accumulated in f64.
+    Loss::reduce_sum_sq_f64(n: u32, x: Ptr<f32>, out: Ptr<f64>);
+    /// Sum of f64 values (one block).
+    Loss::reduce_f64(n: u32, x: Ptr<f64>, out: Ptr<f64>);
     /// Adam / AdamW update.
     Adam::adam_step(n: u32, w: Ptr<f32>, g: Ptr<f32>, m: Ptr<f32>, v: Ptr<f32>, grad_scale: f32, b1: f32, b2: f32, step_size: f32, inv_bc2_sqrt: f32, eps: f32, wd: f32, decay: f32, coupled: u32);
 }

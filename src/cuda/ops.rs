@@ -677,6 +677,27 @@ impl Gpu {
         }
     }
 
+    /// `out[at] = sum_{i<n} x[i]^2`, accumulated in f64, in two deterministic passes.
+    pub fn sum_squares(
+        &self,
+        n: usize,
+        x: &Buf<f32>,
+        scratch: &mut Buf<f64>,
+        out: &mut Buf<f64>,
+        at: usize,
+    ) -> Result<(), GpuError> {
+        need("sum_squares x", x, n)?;
+        need("sum_squares out", out, at + 1)?;
+        let blocks = n.div_ceil(BLOCK as usize).clamp(1, 512);
+        scratch.resize(blocks)?;
+        // SAFETY: sizes checked above; `out` offset stays inside it.
+        unsafe {
+            self.reduce_sum_sq_f64((blocks as u32, 1), BLOCK, u32_of("n", n)?, x.ptr(), scratch.ptr())?;
+            let dst = super::Ptr::from_raw(out.ptr().addr() + 8 * at as u64);
+            self.reduce_f64((1, 1), BLOCK, blocks as u32, scratch.ptr(), dst)
+        }
+    }
+
     /// One Adam / AdamW update of `n` parameters (see `kernels/adam.cu` for the arithmetic).
     #[allow(clippy::too_many_arguments)]
     pub fn adam(

@@ -94,7 +94,8 @@ struct Workspace {
     d: Buf<f32>,
     d_next: Buf<f32>,
     scratch: Buf<f32>,
-    norms: Buf<f32>,
+    scratch64: Buf<f64>,
+    norms: Buf<f64>,
     loss: Buf<f32>,
     traj: Buf<u64>,
     sampled: Buf<u32>,
@@ -103,7 +104,6 @@ struct Workspace {
 
 /// The policy and its optimizer on the GPU.
 pub struct GpuTrainer {
-    pub gpu: Gpu,
     pub policy: Policy,
     layers: Vec<Layer>,
     log_z: usize,
@@ -119,6 +119,8 @@ pub struct GpuTrainer {
     /// Sampling seed and trajectories drawn so far (the next one has id `drawn`).
     pub seed: u64,
     pub drawn: u64,
+    /// Declared last: dropped after every buffer above (they live in its context).
+    pub gpu: Gpu,
 }
 
 impl GpuTrainer {
@@ -208,6 +210,7 @@ impl GpuTrainer {
             d: z()?,
             d_next: z()?,
             scratch: z()?,
+            scratch64: Buf::zeros(0)?,
             norms: Buf::zeros(shapes.len())?,
             loss: Buf::zeros(1)?,
             traj: Buf::zeros(0)?,
@@ -215,7 +218,6 @@ impl GpuTrainer {
             sampled_logp: z()?,
         };
         Ok(GpuTrainer {
-            gpu,
             policy: policy.clone(),
             layers,
             log_z: policy.log_z.0,
@@ -229,6 +231,7 @@ impl GpuTrainer {
             ws,
             seed,
             drawn: 0,
+            gpu,
         })
     }
 
@@ -400,16 +403,16 @@ impl GpuTrainer {
             .upload(&traj.offsets.iter().map(|&o| o as u32).collect::<Vec<_>>())?;
         ws.log_pb.upload(&uniform_log_pb(traj))?;
         ws.log_r.upload(&log_r.iter().map(|&v| v as f32).collect::<Vec<_>>())?;
-        for buf in [&mut ws.logp, &mut ws.d, &mut ws.d_next] {
-            buf.resize(rows * a_n.max(self.layers.iter().map(|l| l.fan_out.max(l.fan_in)).max().unwrap_or(0)))?;
-        }
+        let widest = self.layers.iter().map(|l| l.fan_out.max(l.fan_in)).max().unwrap_or(0);
+        ws.logp.resize(rows * a_n)?;
+        ws.d.resize(rows * widest)?;
+        ws.d_next.resize(rows * widest)?;
         for buf in [&mut ws.log_pf, &mut ws.coef] {
             buf.resize(rows)?;
         }
         for buf in [&mut ws.resid, &mut ws.value, &mut ws.gres] {
             buf.resize(b)?;
         }
-        ws.log_pf.resize(rows)?;
 
         self.forward(rows)?;
         let g = &self.gpu;
@@ -417,7 +420,6 @@ impl GpuTrainer {
         let last = self.layers.len() - 1;
         g.log_softmax(rows, a_n, &ws.h[last], &ws.mask, &mut ws.logp)?;
         g.gather(rows, a_n, &ws.logp, &ws.actions, &mut ws.log_pf)?;
-        ws.log_pb.resize(rows)?;
         g.tb_residuals(
             b,
             &ws.offsets,
@@ -476,7 +478,7 @@ impl GpuTrainer {
         }
         // per-parameter squared norms -> per-group norms on the host
         for (i, grad) in self.grads.iter().enumerate() {
-            g.sum(grad.len(), grad, true, 1.0, &mut ws.scratch, &mut ws.norms, i)?;
+            g.sum_squares(grad.len(), grad, &mut ws.scratch64, &mut ws.norms, i)?;
         }
         let sq = ws.norms.download()?;
         let loss_value = ws.loss.download()?[0] as f64;
@@ -496,11 +498,11 @@ impl GpuTrainer {
 
     /// Adam with the engine's semantics: non-finite gradients refused, per-group clipping.
     #[allow(clippy::type_complexity)]
-    fn adam_update(&mut self, sq: &[f32]) -> Result<(Vec<f64>, Vec<bool>, Vec<f64>), GpuError> {
+    fn adam_update(&mut self, sq: &[f64]) -> Result<(Vec<f64>, Vec<bool>, Vec<f64>), GpuError> {
         let ng = self.adam.groups.len();
         let mut group_sq = vec![0.0f64; ng];
         for (&s, &k) in sq.iter().zip(&self.member) {
-            group_sq[k] += s as f64;
+            group_sq[k] += s;
         }
         let (mut norms, mut clipped, mut lrs, mut scales) = (vec![], vec![], vec![], vec![]);
         for (k, &s) in group_sq.iter().enumerate() {
