@@ -701,8 +701,13 @@ fn tb_residuals_losses_and_reductions() {
             .unwrap();
         let got = rows_out.download().unwrap();
         for b in 0..batch {
-            for r in offsets[b] as usize..offsets[b + 1] as usize {
-                assert_eq!(got[r], -per[b], "row {r} of segment {b}");
+            for (r, &v) in got
+                .iter()
+                .enumerate()
+                .take(offsets[b + 1] as usize)
+                .skip(offsets[b] as usize)
+            {
+                assert_eq!(v, -per[b], "row {r} of segment {b}");
             }
         }
         let x = randn(&mut rng, rows, 1.0);
