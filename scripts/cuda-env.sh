@@ -1,5 +1,6 @@
 # Sourced by the CUDA scripts: where the kernel toolchain and the stub live.
-#   GFN_CUDA_TOOLS  folder with the venv holding nvidia-cuda-nvcc-cu12 (default: .cuda-tools, git-ignored)
+#   GFN_CUDA_TOOLS  folder with the venv (or pip --target site/) holding nvidia-cuda-nvcc-cu12
+#                   (default: .cuda-tools, git-ignored)
 #   CLANG           the CUDA-capable clang (default: clang-16, Debian's package)
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 GFN_CUDA_TOOLS="${GFN_CUDA_TOOLS:-$ROOT/.cuda-tools}"
@@ -9,7 +10,7 @@ STUB_DIR="$ROOT/.cuda-stub"
 # The pip wheel's files (ptxas, libdevice), wherever the venv put site-packages.
 nvcc_dir() {
     local d
-    for d in "$GFN_CUDA_TOOLS"/venv/lib/python3*/site-packages/nvidia/cuda_nvcc; do
+    for d in "$GFN_CUDA_TOOLS"/venv/lib/python3*/site-packages/nvidia/cuda_nvcc "$GFN_CUDA_TOOLS"/site/nvidia/cuda_nvcc; do
         [ -x "$d/bin/ptxas" ] && { echo "$d"; return 0; }
     done
     return 1
