@@ -4,7 +4,7 @@
 # ptxas assembles every kernel for sm_80 and sm_90 with no spills and no stack frame.
 #
 # Needs: clang-16 (apt-get install clang-16) and the PyPI wheel nvidia-cuda-nvcc-cu12==12.9.86
-# (ptxas, libdevice.10.bc) in $GFN_CUDA_TOOLS/venv (scripts/ci-cuda.sh installs both).
+# (ptxas, libdevice.10.bc) under $GFN_CUDA_TOOLS (scripts/ci-cuda.sh installs both).
 set -euo pipefail
 source "$(dirname "$0")/cuda-env.sh"
 cd "$ROOT/kernels"
@@ -12,7 +12,7 @@ cd "$ROOT/kernels"
 mode="${1:-generate}"
 case "$mode" in generate | --check) ;; *) echo "usage: $0 [--check]" >&2; exit 2 ;; esac
 
-NV="$(nvcc_dir)" || { echo "kernels.sh: no nvidia-cuda-nvcc-cu12 under $GFN_CUDA_TOOLS/venv (run scripts/ci-cuda.sh)" >&2; exit 1; }
+NV="$(nvcc_dir)" || { echo "kernels.sh: no nvidia-cuda-nvcc-cu12 under $GFN_CUDA_TOOLS (run scripts/ci-cuda.sh)" >&2; exit 1; }
 command -v "$CLANG" >/dev/null || { echo "kernels.sh: $CLANG not found (apt-get install clang-16)" >&2; exit 1; }
 LIBDEVICE="$NV/nvvm/libdevice/libdevice.10.bc"
 FLAGS=(-x cuda --cuda-device-only -nocudainc -nocudalib --cuda-gpu-arch=sm_80 -O3 -S
