@@ -50,20 +50,4 @@ DEV float shfl_up_f(float v, int delta) { return __nvvm_shfl_sync_up_f32(0xfffff
 DEV float shfl_idx_f(float v, int lane) { return __nvvm_shfl_sync_idx_f32(0xffffffffu, v, lane, 0x1f); }
 DEV u32 ballot(bool p) { return __nvvm_vote_ballot_sync(0xffffffffu, p); }
 
-DEV float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += shfl_xor_f(v, o);
-    return v;
-}
-DEV float warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf_(v, shfl_xor_f(v, o));
-    return v;
-}
-
-// bf16 storage: the high half of an f32 (round to nearest even on the way in)
-DEV float bf16_to_f32(u16 h) { return __builtin_bit_cast(float, ((u32)h) << 16); }
-DEV u16 f32_to_bf16(float f) {
-    u32 u = __builtin_bit_cast(u32, f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (u16)((u >> 16) | 0x40u); // NaN stays NaN
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (u16)(u >> 16);
-}
+#include "common.h"

@@ -5,7 +5,8 @@
 #   2. cargo clippy --release --features cuda --all-targets -- -D warnings;
 #   3. cargo test --release --features cuda (GPU tests print SKIPPED; the launcher-signature,
 #      error-path and CPU-reference tests run);
-#   4. scripts/kernels.sh --check (committed PTX fresh; ptxas sm_80/sm_90, no spills).
+#   4. scripts/kernels.sh --check (committed PTX fresh; ptxas sm_80/sm_90, no spills);
+#   5. scripts/emulate-kernels.sh (every kernel run in a host emulation against C++ references).
 # Needs: a Rust toolchain with clippy, python3 with pip, and root for apt-get (only when
 # clang-16 is missing).
 set -euo pipefail
@@ -45,5 +46,8 @@ cargo test --release --features cuda
 
 step "kernels.sh --check"
 scripts/kernels.sh --check
+
+step "emulate-kernels.sh"
+scripts/emulate-kernels.sh
 
 step "done"

@@ -20,9 +20,9 @@ FLAGS=(-x cuda --cuda-device-only -nocudainc -nocudalib --cuda-gpu-arch=sm_80 -O
 CLANG_VERSION="$("$CLANG" --version | head -1)"
 
 # Hash of everything that determines a kernel's PTX apart from the compiler: the
-# prelude, the source, the flags (minus the local libdevice path) and the wheel version.
+# preludes, the source, the flags (minus the local libdevice path) and the wheel version.
 source_hash() {
-    { cat prelude.h "$1"; echo "${FLAGS[@]/$LIBDEVICE/libdevice.10.bc}"; echo "$NVCC_PIP_VERSION"; } | sha256sum | cut -d' ' -f1
+    { cat prelude.h common.h "$1"; echo "${FLAGS[@]/$LIBDEVICE/libdevice.10.bc}"; echo "$NVCC_PIP_VERSION"; } | sha256sum | cut -d' ' -f1
 }
 
 compile() { # $1 = source, $2 = output
