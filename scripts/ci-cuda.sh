@@ -6,7 +6,10 @@
 #   3. cargo test --release --features cuda (GPU tests print SKIPPED; the launcher-signature,
 #      error-path and CPU-reference tests run);
 #   4. scripts/kernels.sh --check (committed PTX fresh; ptxas sm_80/sm_90, no spills);
-#   5. scripts/emulate-kernels.sh (every kernel run in a host emulation against C++ references).
+#   5. scripts/emulate-kernels.sh: every kernel in a host emulation against C++ references,
+#      then tests/cuda.rs on the emulated backend (--features cuda-emu): the GPU code path,
+#      GpuTrainer included, against the CPU engine with the GPU tests' reduced sizes.
+#      CI_CUDA_EMU_RUST=0 skips the second part (about 3 minutes).
 # Needs: a Rust toolchain with clippy, python3 with pip, and root for apt-get (only when
 # clang-16 is missing).
 set -euo pipefail
@@ -38,8 +41,9 @@ scripts/stub-libcuda.sh >/dev/null
 export CUDA_LIBRARY_PATH="$STUB_DIR"
 export LD_LIBRARY_PATH="$STUB_DIR/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
-step "cargo clippy --features cuda"
+step "cargo clippy --features cuda, --features cuda-emu"
 cargo clippy --release --features cuda --all-targets -- -D warnings
+cargo clippy --release --features cuda-emu --all-targets -- -D warnings
 
 step "cargo test --features cuda (stub libcuda: GPU tests skip)"
 cargo test --release --features cuda
@@ -49,5 +53,9 @@ scripts/kernels.sh --check
 
 step "emulate-kernels.sh"
 scripts/emulate-kernels.sh
+if [ "${CI_CUDA_EMU_RUST:-1}" != 0 ]; then
+    step "emulate-kernels.sh --rust (tests/cuda.rs on the emulated backend)"
+    scripts/emulate-kernels.sh --rust
+fi
 
 step "done"

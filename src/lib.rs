@@ -7,7 +7,7 @@
 //! reproducible bit for bit from its seed.
 
 pub mod autodiff;
-#[cfg(feature = "cuda")]
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
 pub mod cuda;
 pub mod env;
 pub mod error;

@@ -2,7 +2,7 @@
 // precision where it matters), on random inputs (seed printed; argv[1] replays one),
 // outputs NaN-poisoned before each launch. Built and run by scripts/emulate-kernels.sh.
 // This emulates CUDA's execution model on CPU threads; it is NOT a GPU run.
-#include "prelude.h"
+#include "runtime.h"
 
 #include <algorithm>
 #include <chrono>
@@ -14,52 +14,8 @@
 #include <vector>
 
 thread_local EmuThread emu;
+#include "kernels.h"
 
-// ---------------------------------------------------------------- the kernels (extern "C")
-KERNEL gemm_nn_f32(u32, u32, u32, float, const float*, const float*, float, float*);
-KERNEL gemm_nt_f32(u32, u32, u32, float, const float*, const float*, float, float*);
-KERNEL gemm_tn_f32(u32, u32, u32, float, const float*, const float*, float, float*);
-KERNEL gemm_nn_bf16(u32, u32, u32, float, const u16*, const u16*, float, float*);
-KERNEL gemm_nt_bf16(u32, u32, u32, float, const u16*, const u16*, float, float*);
-KERNEL gemm_tn_bf16(u32, u32, u32, float, const u16*, const u16*, float, float*);
-KERNEL f32_to_bf16(u32, const float*, u16*);
-KERNEL bias_act_fwd(u32, u32, const float*, const float*, u32, float, float*);
-KERNEL act_bwd(u32, u32, const float*, const float*, u32, float, float*);
-KERNEL col_sum(u32, u32, const float*, float, float*);
-KERNEL masked_log_softmax_fwd(u32, u32, const float*, const u8*, float*);
-KERNEL masked_log_softmax_bwd(u32, u32, const float*, const u8*, const float*, float*);
-KERNEL gather_cols(u32, u32, const float*, const u32*, float*);
-KERNEL logsoftmax_gather_bwd(u32, u32, const float*, const u8*, const u32*, const float*, float*);
-KERNEL philox_test(u32, u32, u32, u32, u32, u32*);
-KERNEL sample_categorical(u32, u32, const float*, const u8*, const u64*, u32, u32, u32, float, float, u32*, float*);
-KERNEL tb_residual(u32, const u32*, const float*, const float*, const float*, const float*, float*);
-KERNEL regression_loss(u32, const float*, u32, float, float, float, float*, float*);
-KERNEL segment_broadcast(u32, const u32*, const float*, float, float*);
-KERNEL reduce_sum(u32, const float*, u32, float, float*);
-KERNEL reduce_sum_sq_f64(u32, const float*, double*);
-KERNEL reduce_f64(u32, const double*, double*);
-KERNEL adam_step(u32, float*, const float*, float*, float*, float, float, float, float, float, float, float, float, u32);
-
-// ---------------------------------------------------------------- the emulated launch
-template <class F> void launch(u32 gx, u32 gy, u32 block, F f) {
-    for (u32 by = 0; by < gy; by++)
-        for (u32 bx = 0; bx < gx; bx++) {
-            std::barrier<> block_bar(block);
-            std::vector<std::unique_ptr<std::barrier<>>> bars;
-            std::vector<EmuWarp> warps(block / 32);
-            for (auto& w : warps) {
-                bars.push_back(std::make_unique<std::barrier<>>(32));
-                w.bar = bars.back().get();
-            }
-            std::vector<std::thread> ts;
-            for (u32 t = 0; t < block; t++)
-                ts.emplace_back([&, t] {
-                    emu = EmuThread{t, bx, by, block, gx, gy, &block_bar, &warps[t / 32]};
-                    f();
-                });
-            for (auto& t : ts) t.join();
-        }
-}
 static u32 g1(size_t n, u32 cap = 6) { return (u32)std::clamp<size_t>((n + 255) / 256, 1, cap); }
 static u32 grows(size_t rows) { return (u32)std::max<size_t>((rows + 7) / 8, 1); }
 

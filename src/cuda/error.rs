@@ -2,7 +2,21 @@
 
 use std::fmt;
 
-use cust::error::CudaError;
+/// The driver's error code (`cust`'s), or the host emulation's under `cuda-emu`.
+#[cfg(feature = "cuda")]
+pub use cust::error::CudaError as DriverError;
+
+/// Errors of the host emulation (feature `cuda-emu`).
+#[cfg(not(feature = "cuda"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DriverError {
+    /// The emulation has no kernel of that name.
+    UnknownKernel = 1,
+    /// A block size the kernels do not use.
+    BadLaunch = 2,
+    /// The emulation was asked for a device other than 0.
+    InvalidDevice = 101,
+}
 
 /// Everything the GPU backend can fail with. Never formats a `cust` error with its
 /// `Display` (that calls the driver, and panics if the driver cannot answer).
@@ -10,9 +24,9 @@ use cust::error::CudaError;
 #[non_exhaustive]
 pub enum GpuError {
     /// No usable GPU: the driver reports no device (or could not initialise). Fall back to the CPU engine.
-    Unavailable { call: &'static str, code: CudaError },
+    Unavailable { call: &'static str, code: DriverError },
     /// A driver call failed.
-    Driver { call: String, code: CudaError },
+    Driver { call: String, code: DriverError },
     /// Buffers or sizes that do not fit a kernel's arguments.
     Shape(String),
     /// A model or option the GPU path does not implement (e.g. a learned `P_B`).
@@ -22,7 +36,8 @@ pub enum GpuError {
 }
 
 impl GpuError {
-    pub(crate) fn driver(call: impl Into<String>) -> impl FnOnce(CudaError) -> GpuError {
+    #[cfg(feature = "cuda")]
+    pub(crate) fn driver(call: impl Into<String>) -> impl FnOnce(DriverError) -> GpuError {
         let call = call.into();
         move |code| GpuError::Driver { call, code }
     }
@@ -33,7 +48,7 @@ impl GpuError {
     }
 }
 
-fn code(c: &CudaError) -> String {
+fn code(c: &DriverError) -> String {
     match *c as u32 {
         n if n < 100_000 => format!("{c:?} (CUresult {n})"),
         _ => format!("{c:?}"),

@@ -18,6 +18,9 @@
 //!   (sampling, loss, backward, Adam) for any [`crate::env::Environment`] with a
 //!   uniform `P_B` (peptides, HyperGrid); [`reference`] holds the CPU engine's twin
 //!   of that step, used by the tests and the benchmark.
+//! * Test-only feature `cuda-emu` (ignored when `cuda` is on): the same module with
+//!   `cust` replaced by a host emulation of the kernels (`kernels/emu`, linked by
+//!   `scripts/emulate-kernels.sh --rust`), so `tests/cuda.rs` runs without a GPU.
 
 mod buf;
 mod error;
