@@ -8,6 +8,8 @@
 
 pub mod autodiff;
 pub mod checkpoint;
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+pub mod cuda;
 pub mod env;
 pub mod error;
 pub mod metrics;

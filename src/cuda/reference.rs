@@ -1,0 +1,177 @@
+//! The CPU engine's twin of the GPU step, for tests and benchmarks: the same
+//! Philox-keyed sampling rule (in f64 on the CPU) and the same TB loss built from the
+//! engine's tape ops ([`crate::policy::Policy::terms`], segment sums, a regression op)
+//! with the engine's [`Adam`].
+
+use ndarray::Array2;
+
+use super::ops::RegressionLoss;
+use super::trainer::{assemble, GpuStepStats, Path};
+use super::{rng, GpuError};
+use crate::autodiff::{Op, Tape};
+use crate::env::Environment;
+use crate::nn::{Adam, ParamStore};
+use crate::policy::Policy;
+use crate::sampler::{Exploration, Trajectories};
+use crate::Scalar;
+
+/// `g(t)` forward; `g'(clamp(t, -clip, clip))` backward (the residual is detached inside `g'`).
+pub struct Regression {
+    pub loss: RegressionLoss,
+    pub clip: f64,
+}
+
+impl<T: Scalar> Op<T> for Regression {
+    fn name(&self) -> &'static str {
+        "regression"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        xs[0].mapv(|t| T::from_f64(self.loss.value(t.to_f64())))
+    }
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        let d = xs[0].mapv(|t| T::from_f64(self.loss.deriv(t.to_f64().clamp(-self.clip, self.clip))));
+        vec![Some(&d * g)]
+    }
+}
+
+/// The action the GPU sampling rule picks for one row (f64 arithmetic, the same uniform).
+pub fn choose(logits: &[f32], mask: &[bool], explore: Exploration, u: f32) -> Option<usize> {
+    let inv_t = 1.0 / explore.temperature;
+    let valid: Vec<usize> = (0..logits.len()).filter(|&j| mask[j]).collect();
+    let max = valid
+        .iter()
+        .map(|&j| logits[j] as f64 * inv_t)
+        .fold(f64::NEG_INFINITY, f64::max);
+    if valid.is_empty() {
+        return None;
+    }
+    let total: f64 = valid.iter().map(|&j| (logits[j] as f64 * inv_t - max).exp()).sum();
+    let n = valid.len() as f64;
+    let mut acc = 0.0;
+    for &j in &valid {
+        acc += (1.0 - explore.epsilon) * (logits[j] as f64 * inv_t - max).exp() / total + explore.epsilon / n;
+        if (u as f64) < acc {
+            return Some(j);
+        }
+    }
+    valid.last().copied()
+}
+
+/// `log softmax(logits)[a]` over the valid entries, in f64.
+pub fn log_prob(logits: &[f32], mask: &[bool], a: usize) -> f64 {
+    let max = (0..logits.len())
+        .filter(|&j| mask[j])
+        .map(|j| logits[j] as f64)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let s: f64 = (0..logits.len())
+        .filter(|&j| mask[j])
+        .map(|j| (logits[j] as f64 - max).exp())
+        .sum();
+    logits[a] as f64 - max - s.ln()
+}
+
+/// The CPU engine running the GPU step's algorithm.
+pub struct CpuTb {
+    pub policy: Policy,
+    pub store: ParamStore<f32>,
+    pub adam: Adam<f32>,
+    pub seed: u64,
+    pub drawn: u64,
+}
+
+impl CpuTb {
+    pub fn new(policy: Policy, store: ParamStore<f32>, adam: Adam<f32>, seed: u64) -> Self {
+        CpuTb {
+            policy,
+            store,
+            adam,
+            seed,
+            drawn: 0,
+        }
+    }
+
+    /// [`super::GpuTrainer::sample`]'s rule on the CPU: Philox uniforms, f64 probabilities.
+    pub fn sample<E: Environment>(&mut self, env: &E, batch: usize, explore: Exploration) -> Trajectories<E::State> {
+        let (a_n, d) = (env.n_actions(), env.feature_dim());
+        let base = self.drawn;
+        self.drawn += batch as u64;
+        let mut paths: Vec<Path<E::State>> = (0..batch).map(|_| Path::new(env.initial_state())).collect();
+        let mut active: Vec<usize> = (0..batch).collect();
+        let mut mask = vec![false; a_n];
+        let mut step = 0u32;
+        while !active.is_empty() {
+            let n = active.len();
+            let mut x = crate::nn::Csr::new(d);
+            for &i in &active {
+                env.encode_sparse(paths[i].states.last().unwrap(), &mut x);
+            }
+            let (logits, _) = self.policy.infer(&self.store, &x);
+            let mut still = Vec::with_capacity(n);
+            for (r, &i) in active.iter().enumerate() {
+                let path = &mut paths[i];
+                env.forward_mask(path.states.last().unwrap(), &mut mask);
+                let lr = logits.row(r);
+                let u = rng::uniform(self.seed, base + i as u64, step);
+                let a = choose(lr.as_slice().unwrap(), &mask, explore, u).expect("a valid action");
+                path.log_pf.push(log_prob(lr.as_slice().unwrap(), &mask, a) as f32);
+                path.actions.push(a);
+                let next = env.step(path.states.last().unwrap(), a);
+                let done = env.is_terminal(&next);
+                path.states.push(next);
+                if !done {
+                    still.push(i);
+                }
+            }
+            active = still;
+            step += 1;
+        }
+        assemble(env, paths)
+    }
+
+    /// The TB loss and its gradients on the tape, in store order: `(loss, log Z, grads)`.
+    pub fn loss_and_grads<S>(
+        &self,
+        traj: &Trajectories<S>,
+        log_r: &[f64],
+        loss: RegressionLoss,
+        clip: f64,
+    ) -> (f64, f64, Vec<Array2<f32>>) {
+        let mut tape = Tape::<f32>::new();
+        let p = self.store.bind(&mut tape);
+        let terms = self.policy.terms(&mut tape, &p, traj, log_r);
+        let sum_pf = tape.segment_sum(terms.log_pf, terms.offsets.clone());
+        let sum_pb = tape.segment_sum(terms.log_pb, terms.offsets.clone());
+        let back = tape.add(terms.log_r, sum_pb);
+        let fwd = tape.add(sum_pf, terms.log_z);
+        let t = tape.sub(back, fwd);
+        let g = tape.apply(Regression { loss, clip }, &[t]);
+        let l = tape.mean(g);
+        let value = tape.item(l) as f64;
+        let log_z = tape.item(terms.log_z) as f64;
+        let mut grads = tape.backward(l);
+        (value, log_z, p.grads(&mut grads, &self.store))
+    }
+
+    /// One TB update on the given trajectories.
+    pub fn train_on<S>(
+        &mut self,
+        traj: &Trajectories<S>,
+        log_r: &[f64],
+        loss: RegressionLoss,
+        clip: f64,
+    ) -> Result<GpuStepStats, GpuError> {
+        loss.validate(clip)?;
+        let (value, log_z, mut grads) = self.loss_and_grads(traj, log_r, loss, clip);
+        let stats = self.adam.step(&mut self.store, &mut grads)?;
+        Ok(GpuStepStats {
+            loss: value,
+            log_z,
+            grad_norm: stats.grad_norm,
+            clipped: stats.clipped,
+            lr: stats.lr,
+            mean_log_r: log_r.iter().sum::<f64>() / log_r.len() as f64,
+            batch: traj.len(),
+            transitions: traj.n_transitions(),
+        })
+    }
+}

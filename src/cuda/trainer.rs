@@ -1,0 +1,665 @@
+//! A trajectory-balance training step on the GPU.
+//!
+//! [`GpuTrainer`] keeps the policy's parameters, their gradients and Adam's moments on
+//! the device. One [`GpuTrainer::step`]:
+//! 1. samples a batch of trajectories ([`GpuTrainer::sample`]): per step the host encodes
+//!    the active states and steps the environment, the GPU runs the MLP and draws the
+//!    actions (Philox keyed by `(seed, trajectory, step)`, see [`super::rng`]);
+//! 2. asks the reward for `log R` of the terminal states (host);
+//! 3. trains on them ([`GpuTrainer::train_on`]): forward over every transition, masked
+//!    log-softmax, TB residual `t = log R + sum log P_B - log Z - sum log P_F`, loss
+//!    `mean_b g(t_b)` with `g'` at the residual clipped to `[-clip, clip]`, backward
+//!    through the MLP, per-group gradient norms (non-finite refused, clipping), Adam.
+//!
+//! Supported: any [`Environment`] with a uniform `P_B` (peptides, HyperGrid), the
+//! policy's trunk and `P_F` head (other heads get zero gradients, as on the CPU), ReLU,
+//! leaky ReLU (slope >= 0) and tanh, Adam and AdamW with the engine's groups, clipping
+//! and schedules. Not supported: a learned `P_B` ([`GpuError::Unsupported`]).
+
+use ndarray::Array2;
+
+use super::ops::{AdamScalars, RegressionLoss};
+use super::{Act, Buf, GemmOp, Gpu, GpuError};
+use crate::env::{Environment, LogReward};
+use crate::nn::{Adam, AdamKind, ParamStore};
+use crate::policy::Policy;
+use crate::sampler::{Exploration, Trajectories};
+
+/// What one training step did.
+#[derive(Clone, Debug, Default)]
+pub struct GpuStepStats {
+    /// `mean_b g(t_b)` before the update.
+    pub loss: f64,
+    /// `log Z` before the update.
+    pub log_z: f64,
+    /// Per optimizer group: gradient norm before clipping.
+    pub grad_norm: Vec<f64>,
+    /// Per optimizer group: whether clipping scaled the gradient.
+    pub clipped: Vec<bool>,
+    /// Per optimizer group: learning rate used.
+    pub lr: Vec<f64>,
+    /// Mean `log R` of the batch.
+    pub mean_log_r: f64,
+    /// Trajectories and transitions in the batch.
+    pub batch: usize,
+    pub transitions: usize,
+}
+
+/// Options of a TB step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TbConfig {
+    pub batch: usize,
+    pub exploration: Exploration,
+    pub loss: RegressionLoss,
+    /// Clip of the residual inside `g'` (default 50).
+    pub clip: f64,
+}
+
+impl Default for TbConfig {
+    fn default() -> Self {
+        TbConfig {
+            batch: 64,
+            exploration: Exploration::ON_POLICY,
+            loss: RegressionLoss::Squared,
+            clip: super::ops::DEFAULT_CLIP,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Layer {
+    w: usize,
+    b: usize,
+    fan_in: usize,
+    fan_out: usize,
+    act: Act,
+}
+
+/// Device scratch, grown on demand.
+struct Workspace {
+    x: Buf<f32>,
+    mask: Buf<u8>,
+    actions: Buf<u32>,
+    offsets: Buf<u32>,
+    log_pb: Buf<f32>,
+    log_r: Buf<f32>,
+    /// Output of each layer (the last is the logits).
+    h: Vec<Buf<f32>>,
+    logp: Buf<f32>,
+    log_pf: Buf<f32>,
+    resid: Buf<f32>,
+    value: Buf<f32>,
+    gres: Buf<f32>,
+    coef: Buf<f32>,
+    d: Buf<f32>,
+    d_next: Buf<f32>,
+    scratch: Buf<f32>,
+    scratch64: Buf<f64>,
+    norms: Buf<f64>,
+    loss: Buf<f32>,
+    traj: Buf<u64>,
+    sampled: Buf<u32>,
+    sampled_logp: Buf<f32>,
+}
+
+/// The policy and its optimizer on the GPU.
+pub struct GpuTrainer {
+    pub policy: Policy,
+    layers: Vec<Layer>,
+    log_z: usize,
+    shapes: Vec<(usize, usize)>,
+    params: Vec<Buf<f32>>,
+    grads: Vec<Buf<f32>>,
+    m: Vec<Buf<f32>>,
+    v: Vec<Buf<f32>>,
+    /// Hyperparameters, groups and the step counter (its host moments are unused).
+    pub adam: Adam<f32>,
+    member: Vec<usize>,
+    ws: Workspace,
+    /// Sampling seed and trajectories drawn so far (the next one has id `drawn`).
+    pub seed: u64,
+    pub drawn: u64,
+    /// Declared last: dropped after every buffer above (they live in its context).
+    pub gpu: Gpu,
+}
+
+impl GpuTrainer {
+    /// Uploads `store` (the parameters of `policy`) and sets up `adam`'s state on the GPU.
+    pub fn new(
+        gpu: Gpu,
+        policy: &Policy,
+        store: &ParamStore<f32>,
+        adam: Adam<f32>,
+        seed: u64,
+    ) -> Result<Self, GpuError> {
+        if policy.learned_pb() {
+            return Err(GpuError::Unsupported(
+                "a learned P_B head (the GPU step supports a uniform P_B)".into(),
+            ));
+        }
+        let act = Act::from_engine(policy.config.activation)?;
+        let find = |name: &str| {
+            store
+                .find(name)
+                .map(|id| id.0)
+                .ok_or_else(|| GpuError::Unsupported(format!("policy parameter `{name}` not found in the store")))
+        };
+        let mut layers = Vec::new();
+        let mut fan_in = policy.feature_dim();
+        let names: Vec<String> = (0..policy.config.hidden.len())
+            .map(|i| format!("trunk.{i}"))
+            .chain(std::iter::once("pf".to_string()))
+            .collect();
+        for (i, name) in names.iter().enumerate() {
+            let w = find(&format!("{name}.w"))?;
+            let b = find(&format!("{name}.b"))?;
+            let (rows, cols) = store.get(crate::nn::ParamId(w)).value.dim();
+            if rows != fan_in {
+                return Err(GpuError::Shape(format!(
+                    "{name}.w is {rows}x{cols}, expected {fan_in} rows"
+                )));
+            }
+            let last = i + 1 == names.len();
+            layers.push(Layer {
+                w,
+                b,
+                fan_in,
+                fan_out: cols,
+                act: if last { Act::Identity } else { act },
+            });
+            fan_in = cols;
+        }
+        let member = store
+            .iter()
+            .map(|p| {
+                adam.groups.iter().position(|g| g.name == p.group).ok_or_else(|| {
+                    GpuError::Engine(crate::Error::config(
+                        "optimizer.groups",
+                        format!("no group named `{}` for parameter `{}`", p.group, p.name),
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let shapes: Vec<(usize, usize)> = store.iter().map(|p| p.value.dim()).collect();
+        let params = store
+            .iter()
+            .map(|p| Buf::from_slice(p.value.as_standard_layout().as_slice().expect("standard layout")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let zeros = || {
+            shapes
+                .iter()
+                .map(|&(r, c)| Buf::zeros(r * c))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let (grads, m, v) = (zeros()?, zeros()?, zeros()?);
+        let z = || Buf::zeros(0);
+        let ws = Workspace {
+            x: z()?,
+            mask: Buf::zeros(0)?,
+            actions: Buf::zeros(0)?,
+            offsets: Buf::zeros(0)?,
+            log_pb: z()?,
+            log_r: z()?,
+            h: layers.iter().map(|_| z()).collect::<Result<Vec<_>, _>>()?,
+            logp: z()?,
+            log_pf: z()?,
+            resid: z()?,
+            value: z()?,
+            gres: z()?,
+            coef: z()?,
+            d: z()?,
+            d_next: z()?,
+            scratch: z()?,
+            scratch64: Buf::zeros(0)?,
+            norms: Buf::zeros(shapes.len())?,
+            loss: Buf::zeros(1)?,
+            traj: Buf::zeros(0)?,
+            sampled: Buf::zeros(0)?,
+            sampled_logp: z()?,
+        };
+        Ok(GpuTrainer {
+            policy: policy.clone(),
+            layers,
+            log_z: policy.log_z.0,
+            shapes,
+            params,
+            grads,
+            m,
+            v,
+            adam,
+            member,
+            ws,
+            seed,
+            drawn: 0,
+            gpu,
+        })
+    }
+
+    /// Copies the parameters back into `store` (same layout as at [`GpuTrainer::new`]).
+    pub fn download(&self, store: &mut ParamStore<f32>) -> Result<(), GpuError> {
+        for ((p, buf), &(r, c)) in store.iter_mut().zip(&self.params).zip(&self.shapes) {
+            p.value = Array2::from_shape_vec((r, c), buf.download()?).expect("shape kept");
+        }
+        Ok(())
+    }
+
+    /// The gradients of the last [`GpuTrainer::train_on`] (before clipping), in store order.
+    pub fn gradients(&self) -> Result<Vec<Array2<f32>>, GpuError> {
+        self.grads
+            .iter()
+            .zip(&self.shapes)
+            .map(|(g, &s)| Ok(Array2::from_shape_vec(s, g.download()?).expect("shape kept")))
+            .collect()
+    }
+
+    /// Current `log Z`.
+    pub fn log_z(&self) -> Result<f64, GpuError> {
+        Ok(self.params[self.log_z].download()?[0] as f64)
+    }
+
+    /// Forward through every layer for the `rows` states in `ws.x`; logits end in `ws.h[last]`.
+    fn forward(&mut self, rows: usize) -> Result<(), GpuError> {
+        let ws = &mut self.ws;
+        for (li, l) in self.layers.iter().enumerate() {
+            let (before, rest) = ws.h.split_at_mut(li);
+            let out = &mut rest[0];
+            out.resize(rows * l.fan_out)?;
+            let input = if li == 0 { &ws.x } else { &before[li - 1] };
+            self.gpu.gemm(
+                GemmOp::NN,
+                rows,
+                l.fan_out,
+                l.fan_in,
+                1.0,
+                input,
+                &self.params[l.w],
+                0.0,
+                out,
+            )?;
+            self.gpu
+                .bias_act_inplace(rows, l.fan_out, out, &self.params[l.b], l.act)?;
+        }
+        Ok(())
+    }
+
+    /// Samples `batch` trajectories forward from the initial state on the GPU.
+    pub fn sample<E: Environment>(
+        &mut self,
+        env: &E,
+        batch: usize,
+        explore: Exploration,
+    ) -> Result<Trajectories<E::State>, GpuError> {
+        explore.validate()?;
+        let (a_n, d) = (env.n_actions(), env.feature_dim());
+        let base = self.drawn;
+        self.drawn += batch as u64;
+        let mut paths: Vec<Path<E::State>> = (0..batch).map(|_| Path::new(env.initial_state())).collect();
+        let mut active: Vec<usize> = (0..batch).collect();
+        let mut x = Array2::<f32>::zeros((batch, d));
+        let mut mask = vec![0u8; batch * a_n];
+        let mut row_mask = vec![false; a_n];
+        let mut actions = vec![0u32; batch];
+        let mut logps = vec![0f32; batch];
+        let mut step = 0u32;
+        while !active.is_empty() {
+            let n = active.len();
+            {
+                let current: Vec<&E::State> = active.iter().map(|&i| paths[i].states.last().unwrap()).collect();
+                let mut view = x.slice_mut(ndarray::s![..n, ..]);
+                view.fill(0.0);
+                for (mut row, s) in view.rows_mut().into_iter().zip(&current) {
+                    env.encode(
+                        s,
+                        row.as_slice_mut()
+                            .expect("rows of a standard-layout array are contiguous"),
+                    );
+                }
+                for (r, s) in current.iter().enumerate() {
+                    env.forward_mask(s, &mut row_mask);
+                    for (m, &v) in mask[r * a_n..(r + 1) * a_n].iter_mut().zip(&row_mask) {
+                        *m = v as u8;
+                    }
+                }
+            }
+            let ids: Vec<u64> = active.iter().map(|&i| base + i as u64).collect();
+            self.ws.x.upload(&x.as_slice().expect("standard layout")[..n * d])?;
+            self.ws.mask.upload(&mask[..n * a_n])?;
+            self.ws.traj.upload(&ids)?;
+            self.ws.sampled.resize(n)?;
+            self.ws.sampled_logp.resize(n)?;
+            self.forward(n)?;
+            let last = self.layers.len() - 1;
+            let ws = &mut self.ws;
+            self.gpu.sample(
+                n,
+                a_n,
+                &ws.h[last],
+                &ws.mask,
+                &ws.traj,
+                step,
+                self.seed,
+                explore.temperature,
+                explore.epsilon,
+                &mut ws.sampled,
+                &mut ws.sampled_logp,
+            )?;
+            ws.sampled.download_into(&mut actions[..n])?;
+            ws.sampled_logp.download_into(&mut logps[..n])?;
+            let mut still = Vec::with_capacity(n);
+            for (r, &i) in active.iter().enumerate() {
+                let a = actions[r] as usize;
+                if a >= a_n || mask[r * a_n + a] == 0 {
+                    return Err(GpuError::Engine(crate::Error::Numeric(format!(
+                        "GPU sampling drew invalid action {} for trajectory {} at step {step} (non-finite logits?)",
+                        actions[r],
+                        base + i as u64
+                    ))));
+                }
+                let path = &mut paths[i];
+                let next = env.step(path.states.last().unwrap(), a);
+                let done = env.is_terminal(&next);
+                path.actions.push(a);
+                path.log_pf.push(logps[r]);
+                path.states.push(next);
+                if !done {
+                    still.push(i);
+                }
+            }
+            active = still;
+            step += 1;
+        }
+        Ok(assemble(env, paths))
+    }
+
+    /// One TB update on the given trajectories (`log_r`: `log R` per trajectory).
+    pub fn train_on<S>(
+        &mut self,
+        traj: &Trajectories<S>,
+        log_r: &[f64],
+        loss: RegressionLoss,
+        clip: f64,
+    ) -> Result<GpuStepStats, GpuError> {
+        loss.validate(clip)?;
+        let (b, rows) = (traj.len(), traj.n_transitions());
+        if log_r.len() != b || b == 0 {
+            return Err(GpuError::Shape(format!(
+                "{} log-rewards for {b} trajectories",
+                log_r.len()
+            )));
+        }
+        if log_r.iter().any(|v| !v.is_finite()) {
+            return Err(crate::Error::Reward("a log-reward is not finite".into()).into());
+        }
+        let a_n = traj.forward_masks.ncols();
+        let d = traj.features.ncols;
+        if d != self.layers[0].fan_in || a_n != self.layers[self.layers.len() - 1].fan_out {
+            return Err(GpuError::Shape(format!(
+                "trajectories have {d} features and {a_n} actions; the policy {} and {}",
+                self.layers[0].fan_in,
+                self.layers[self.layers.len() - 1].fan_out
+            )));
+        }
+        // host -> device: the batch
+        let ws = &mut self.ws;
+        ws.x.upload(traj.features.to_dense().as_slice().expect("standard layout"))?;
+        let mask: Vec<u8> = traj.forward_masks.iter().map(|&m| m as u8).collect();
+        ws.mask.upload(&mask)?;
+        ws.actions
+            .upload(&traj.actions.iter().map(|&a| a as u32).collect::<Vec<_>>())?;
+        ws.offsets
+            .upload(&traj.offsets.iter().map(|&o| o as u32).collect::<Vec<_>>())?;
+        ws.log_pb.upload(&uniform_log_pb(traj))?;
+        ws.log_r.upload(&log_r.iter().map(|&v| v as f32).collect::<Vec<_>>())?;
+        let widest = self.layers.iter().map(|l| l.fan_out.max(l.fan_in)).max().unwrap_or(0);
+        ws.logp.resize(rows * a_n)?;
+        ws.d.resize(rows * widest)?;
+        ws.d_next.resize(rows * widest)?;
+        for buf in [&mut ws.log_pf, &mut ws.coef] {
+            buf.resize(rows)?;
+        }
+        for buf in [&mut ws.resid, &mut ws.value, &mut ws.gres] {
+            buf.resize(b)?;
+        }
+
+        self.forward(rows)?;
+        let g = &self.gpu;
+        let ws = &mut self.ws;
+        let last = self.layers.len() - 1;
+        g.log_softmax(rows, a_n, &ws.h[last], &ws.mask, &mut ws.logp)?;
+        g.gather(rows, a_n, &ws.logp, &ws.actions, &mut ws.log_pf)?;
+        g.tb_residuals(
+            b,
+            &ws.offsets,
+            &ws.log_pf,
+            &ws.log_pb,
+            &ws.log_r,
+            &self.params[self.log_z],
+            &mut ws.resid,
+        )?;
+        g.regression(b, &ws.resid, loss, clip, 1.0 / b as f32, &mut ws.value, &mut ws.gres)?;
+        g.sum(b, &ws.value, false, 1.0 / b as f32, &mut ws.scratch, &mut ws.loss, 0)?;
+        // dL/dlog Z = -sum_b gres_b; dL/dlog P_F(row) = -gres_b of its trajectory
+        g.sum(
+            b,
+            &ws.gres,
+            false,
+            -1.0,
+            &mut ws.scratch,
+            &mut self.grads[self.log_z],
+            0,
+        )?;
+        g.broadcast_segments(b, &ws.offsets, &ws.gres, -1.0, &mut ws.coef)?;
+        g.log_softmax_gather_backward(rows, a_n, &ws.logp, &ws.mask, &ws.actions, &ws.coef, &mut ws.d)?;
+        for li in (0..self.layers.len()).rev() {
+            let l = &self.layers[li];
+            if li != last {
+                g.act_backward_inplace(rows, l.fan_out, &ws.h[li], &mut ws.d, l.act)?;
+            }
+            let input = if li == 0 { &ws.x } else { &ws.h[li - 1] };
+            g.gemm(
+                GemmOp::TN,
+                l.fan_in,
+                l.fan_out,
+                rows,
+                1.0,
+                input,
+                &ws.d,
+                0.0,
+                &mut self.grads[l.w],
+            )?;
+            g.col_sums(rows, l.fan_out, &ws.d, 0.0, &mut self.grads[l.b])?;
+            if li > 0 {
+                g.gemm(
+                    GemmOp::NT,
+                    rows,
+                    l.fan_in,
+                    l.fan_out,
+                    1.0,
+                    &ws.d,
+                    &self.params[l.w],
+                    0.0,
+                    &mut ws.d_next,
+                )?;
+                std::mem::swap(&mut ws.d, &mut ws.d_next);
+            }
+        }
+        // per-parameter squared norms -> per-group norms on the host
+        for (i, grad) in self.grads.iter().enumerate() {
+            g.sum_squares(grad.len(), grad, &mut ws.scratch64, &mut ws.norms, i)?;
+        }
+        let sq = ws.norms.download()?;
+        let loss_value = ws.loss.download()?[0] as f64;
+        let log_z = self.params[self.log_z].download()?[0] as f64;
+        let stats = self.adam_update(&sq)?;
+        Ok(GpuStepStats {
+            loss: loss_value,
+            log_z,
+            grad_norm: stats.0,
+            clipped: stats.1,
+            lr: stats.2,
+            mean_log_r: log_r.iter().sum::<f64>() / b as f64,
+            batch: b,
+            transitions: rows,
+        })
+    }
+
+    /// Adam with the engine's semantics: non-finite gradients refused, per-group clipping.
+    #[allow(clippy::type_complexity)]
+    fn adam_update(&mut self, sq: &[f64]) -> Result<(Vec<f64>, Vec<bool>, Vec<f64>), GpuError> {
+        let ng = self.adam.groups.len();
+        let mut group_sq = vec![0.0f64; ng];
+        for (&s, &k) in sq.iter().zip(&self.member) {
+            group_sq[k] += s;
+        }
+        let (mut norms, mut clipped, mut lrs, mut scales) = (vec![], vec![], vec![], vec![]);
+        for (k, &s) in group_sq.iter().enumerate() {
+            if !s.is_finite() {
+                return Err(crate::Error::Numeric(format!(
+                    "non-finite gradient in group `{}`",
+                    self.adam.groups[k].name
+                ))
+                .into());
+            }
+            let norm = s.sqrt();
+            let scale = match self.adam.groups[k].clip_norm {
+                Some(c) if norm > c => c / norm,
+                _ => 1.0,
+            };
+            norms.push(norm);
+            clipped.push(scale < 1.0);
+            lrs.push(self.adam.lr(k));
+            scales.push(scale);
+        }
+        self.adam.step += 1;
+        let t = self.adam.step as i32;
+        let bc1 = 1.0 - self.adam.beta1.powi(t);
+        let bc2 = 1.0 - self.adam.beta2.powi(t);
+        for i in 0..self.params.len() {
+            let k = self.member[i];
+            let lr = lrs[k];
+            let wd = self.adam.groups[k].weight_decay;
+            let hp = AdamScalars {
+                grad_scale: scales[k] as f32,
+                beta1: self.adam.beta1 as f32,
+                beta2: self.adam.beta2 as f32,
+                step_size: (lr / bc1) as f32,
+                inv_bc2_sqrt: (1.0 / bc2.sqrt()) as f32,
+                eps: self.adam.eps as f32,
+                weight_decay: wd as f32,
+                decay: (1.0 - lr * wd) as f32,
+                coupled: self.adam.kind == AdamKind::Adam,
+            };
+            let n = self.params[i].len();
+            self.gpu.adam(
+                n,
+                &mut self.params[i],
+                &self.grads[i],
+                &mut self.m[i],
+                &mut self.v[i],
+                hp,
+            )?;
+        }
+        Ok((norms, clipped, lrs))
+    }
+
+    /// Sample, reward, train: one full step. Returns the stats and the trajectories.
+    pub fn step<E: Environment, R: LogReward<E::State>>(
+        &mut self,
+        env: &E,
+        reward: &mut R,
+        config: &TbConfig,
+    ) -> Result<(GpuStepStats, Trajectories<E::State>), GpuError> {
+        let traj = self.sample(env, config.batch, config.exploration)?;
+        let log_r = reward.log_rewards(&traj.terminals)?;
+        let stats = self.train_on(&traj, &log_r, config.loss, config.clip)?;
+        Ok((stats, traj))
+    }
+}
+
+/// `log P_B(s_k | s_{k+1})` of every transition under the uniform backward policy, as
+/// [`Policy::terms`] computes it: `-ln(#valid parents of s_{k+1})`, 0 for the terminating one.
+pub fn uniform_log_pb<S>(traj: &Trajectories<S>) -> Vec<f32> {
+    let counts: Vec<usize> = traj
+        .backward_masks
+        .rows()
+        .into_iter()
+        .map(|m| m.iter().filter(|&&v| v).count().max(1))
+        .collect();
+    let mut out = vec![0f32; traj.n_transitions()];
+    for w in traj.offsets.windows(2) {
+        for k in w[0]..w[1] {
+            out[k] = if k + 1 < w[1] {
+                -(counts[k + 1] as f64).ln() as f32
+            } else {
+                0.0
+            };
+        }
+    }
+    out
+}
+
+/// One trajectory under construction.
+pub(crate) struct Path<S> {
+    pub states: Vec<S>,
+    pub actions: Vec<usize>,
+    pub log_pf: Vec<f32>,
+}
+
+impl<S> Path<S> {
+    pub fn new(s0: S) -> Self {
+        Path {
+            states: vec![s0],
+            actions: Vec::new(),
+            log_pf: Vec::new(),
+        }
+    }
+}
+
+/// Flat [`Trajectories`] from finished paths, with the uniform `log P_B` recorded (the
+/// CPU sampler's layout: row of `s_0` gets a placeholder backward mask).
+pub(crate) fn assemble<E: Environment>(env: &E, paths: Vec<Path<E::State>>) -> Trajectories<E::State> {
+    let mut offsets = vec![0];
+    for p in &paths {
+        offsets.push(offsets.last().unwrap() + p.actions.len());
+    }
+    let rows = *offsets.last().unwrap();
+    let mut features = crate::nn::Csr::new(env.feature_dim());
+    let mut forward_masks = Array2::from_elem((rows, env.n_actions()), false);
+    let mut backward_masks = Array2::from_elem((rows, env.n_backward_actions()), false);
+    let mut backward_actions = vec![0; rows];
+    let mut r = 0;
+    for p in &paths {
+        for k in 0..p.actions.len() {
+            let s = &p.states[k];
+            env.encode_sparse(s, &mut features);
+            env.forward_mask(s, forward_masks.row_mut(r).as_slice_mut().unwrap());
+            if k == 0 {
+                backward_masks[[r, 0]] = true;
+            } else {
+                env.backward_mask(s, backward_masks.row_mut(r).as_slice_mut().unwrap());
+                backward_actions[r] = env.backward_action(&p.states[k - 1], p.actions[k - 1]);
+            }
+            r += 1;
+        }
+    }
+    let actions = paths.iter().flat_map(|p| p.actions.iter().copied()).collect();
+    let log_pf = paths.iter().flat_map(|p| p.log_pf.iter().copied()).collect();
+    let terminals: Vec<E::State> = paths.into_iter().map(|mut p| p.states.pop().unwrap()).collect();
+    let mut t = Trajectories {
+        offsets,
+        features,
+        forward_masks,
+        actions,
+        backward_masks,
+        backward_actions,
+        log_pf,
+        log_pb: Vec::new(),
+        terminals,
+    };
+    t.log_pb = if env.is_tree() {
+        vec![0.0; rows]
+    } else {
+        uniform_log_pb(&t)
+    };
+    t
+}
