@@ -242,15 +242,9 @@ impl Policy {
                 tape.index_select(padded, shift)
             }
             None => {
-                let mut uniform: Vec<f64> = traj
-                    .backward_masks
-                    .rows()
-                    .into_iter()
-                    .map(|m| -(m.iter().filter(|&&v| v).count().max(1) as f64).ln())
-                    .collect();
-                uniform.push(0.0);
+                let uniform = crate::sampler::uniform_log_pb(traj);
                 tape.constant(Array2::from_shape_fn((rows, 1), |(k, _)| {
-                    T::from_f64(uniform[shift[k]])
+                    T::from_f64(uniform[k] as f64)
                 }))
             }
         };

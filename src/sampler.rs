@@ -127,10 +127,20 @@ impl<S> Trajectories<S> {
 }
 
 /// One trajectory under construction.
-struct Path<S> {
-    states: Vec<S>,
-    actions: Vec<usize>,
-    log_pf: Vec<f32>,
+pub(crate) struct Path<S> {
+    pub states: Vec<S>,
+    pub actions: Vec<usize>,
+    pub log_pf: Vec<f32>,
+}
+
+impl<S> Path<S> {
+    pub fn new(s0: S) -> Self {
+        Path {
+            states: vec![s0],
+            actions: Vec::new(),
+            log_pf: Vec::new(),
+        }
+    }
 }
 
 /// Draws trajectories from a policy.
@@ -196,11 +206,10 @@ impl Sampler {
                     .collect()
             })
         };
-        let log_pb = paths
-            .iter()
-            .map(|p| uniform_or_learned_pb(env, policy, store, p))
-            .collect();
-        assemble(env, paths, log_pb)
+        let learned = policy
+            .learned_pb()
+            .then(|| paths.iter().map(|p| learned_log_pb(env, policy, store, p)).collect());
+        assemble(env, paths, learned)
     }
 
     /// Trajectories ending in the given terminal states, drawn backward with
@@ -279,11 +288,10 @@ impl Sampler {
                 r += 1;
             }
         }
-        let log_pb = paths
-            .iter()
-            .map(|p| uniform_or_learned_pb(env, policy, store, p))
-            .collect();
-        assemble(env, paths, log_pb)
+        let learned = policy
+            .learned_pb()
+            .then(|| paths.iter().map(|p| learned_log_pb(env, policy, store, p)).collect());
+        assemble(env, paths, learned)
     }
 }
 
@@ -299,14 +307,7 @@ fn forward_paths<E: Environment>(
 ) -> Vec<Path<E::State>> {
     let a_n = env.n_actions();
     let mut rngs: Vec<_> = keys.iter().map(|&k| rng::keyed(seed, streams::SAMPLE, k)).collect();
-    let mut paths: Vec<Path<E::State>> = keys
-        .iter()
-        .map(|_| Path {
-            states: vec![env.initial_state()],
-            actions: Vec::new(),
-            log_pf: Vec::new(),
-        })
-        .collect();
+    let mut paths: Vec<Path<E::State>> = keys.iter().map(|_| Path::new(env.initial_state())).collect();
     let mut active: Vec<usize> = (0..keys.len()).collect();
     let mut mask = vec![false; a_n];
     let mut probs = vec![0f64; a_n];
@@ -376,42 +377,50 @@ fn log_prob(logits: &[f32], mask: &[bool], a: usize) -> f32 {
     (logits[a] as f64 - lse) as f32
 }
 
-/// `log P_B(s_k | s_{k+1})` for each transition of a path (0 for the terminating one).
-fn uniform_or_learned_pb<E: Environment>(
-    env: &E,
-    policy: &Policy,
-    store: &ParamStore<f32>,
-    p: &Path<E::State>,
-) -> Vec<f32> {
+/// `log P_B(s_k | s_{k+1})` under the policy's learned head, for each
+/// transition of a path (0 for the terminating one).
+fn learned_log_pb<E: Environment>(env: &E, policy: &Policy, store: &ParamStore<f32>, p: &Path<E::State>) -> Vec<f32> {
     let n = p.actions.len();
     let mut out = vec![0f32; n];
-    if env.is_tree() {
+    if n < 2 {
         return out;
     }
+    let mut feat = Csr::new(env.feature_dim());
+    p.states[1..n].iter().for_each(|s| env.encode_sparse(s, &mut feat));
+    let logits = policy.infer(store, &feat).1.expect("a learned P_B head");
     let mut bmask = vec![false; env.n_backward_actions()];
-    let pb_logits = if policy.learned_pb() && n > 1 {
-        let mut feat = Csr::new(env.feature_dim());
-        p.states[1..n].iter().for_each(|s| env.encode_sparse(s, &mut feat));
-        policy.infer(store, &feat).1
-    } else {
-        None
-    };
-    for (k, o) in out.iter_mut().enumerate().take(n.saturating_sub(1)) {
-        let child = &p.states[k + 1];
-        env.backward_mask(child, &mut bmask);
-        *o = match &pb_logits {
-            Some(l) => log_prob(
-                l.row(k).as_slice().unwrap(),
-                &bmask,
-                env.backward_action(&p.states[k], p.actions[k]),
-            ),
-            None => -(bmask.iter().filter(|&&m| m).count() as f32).ln(),
-        };
+    for (k, o) in out.iter_mut().enumerate().take(n - 1) {
+        env.backward_mask(&p.states[k + 1], &mut bmask);
+        let b = env.backward_action(&p.states[k], p.actions[k]);
+        *o = log_prob(logits.row(k).as_slice().unwrap(), &bmask, b);
     }
     out
 }
 
-fn assemble<E: Environment>(env: &E, paths: Vec<Path<E::State>>, log_pb: Vec<Vec<f32>>) -> Trajectories<E::State> {
+/// Uniform `log P_B(s_k | s_{k+1}) = -log(number of parents of s_{k+1})` of
+/// every transition (0 for the terminating one, and on trees everywhere).
+pub fn uniform_log_pb<S>(traj: &Trajectories<S>) -> Vec<f32> {
+    let counts: Vec<usize> = traj
+        .backward_masks
+        .rows()
+        .into_iter()
+        .map(|m| m.iter().filter(|&&v| v).count().max(1))
+        .collect();
+    let mut out = vec![0f32; traj.n_transitions()];
+    for w in traj.offsets.windows(2) {
+        for k in w[0]..w[1].saturating_sub(1) {
+            out[k] = -(counts[k + 1] as f64).ln() as f32;
+        }
+    }
+    out
+}
+
+/// Flat [`Trajectories`] from finished paths; `learned_log_pb` per path, or the uniform `P_B`.
+pub(crate) fn assemble<E: Environment>(
+    env: &E,
+    paths: Vec<Path<E::State>>,
+    learned_log_pb: Option<Vec<Vec<f32>>>,
+) -> Trajectories<E::State> {
     let mut offsets = vec![0];
     for p in &paths {
         offsets.push(offsets.last().unwrap() + p.actions.len());
@@ -438,9 +447,8 @@ fn assemble<E: Environment>(env: &E, paths: Vec<Path<E::State>>, log_pb: Vec<Vec
     }
     let actions = paths.iter().flat_map(|p| p.actions.iter().copied()).collect();
     let log_pf = paths.iter().flat_map(|p| p.log_pf.iter().copied()).collect();
-    let log_pb = log_pb.into_iter().flatten().collect();
     let terminals = paths.into_iter().map(|mut p| p.states.pop().unwrap()).collect();
-    Trajectories {
+    let mut t = Trajectories {
         offsets,
         features,
         forward_masks,
@@ -448,7 +456,12 @@ fn assemble<E: Environment>(env: &E, paths: Vec<Path<E::State>>, log_pb: Vec<Vec
         backward_masks,
         backward_actions,
         log_pf,
-        log_pb,
+        log_pb: Vec::new(),
         terminals,
-    }
+    };
+    t.log_pb = match learned_log_pb {
+        Some(per_path) => per_path.into_iter().flatten().collect(),
+        None => uniform_log_pb(&t),
+    };
+    t
 }

@@ -6,13 +6,13 @@
 use ndarray::Array2;
 
 use super::ops::RegressionLoss;
-use super::trainer::{assemble, GpuStepStats, Path};
+use super::trainer::GpuStepStats;
 use super::{rng, GpuError};
 use crate::autodiff::{Op, Tape};
 use crate::env::Environment;
 use crate::nn::{Adam, ParamStore};
 use crate::policy::Policy;
-use crate::sampler::{Exploration, Trajectories};
+use crate::sampler::{assemble, Exploration, Path, Trajectories};
 use crate::Scalar;
 
 /// `g(t)` forward; `g'(clamp(t, -clip, clip))` backward (the residual is detached inside `g'`).
@@ -125,7 +125,7 @@ impl CpuTb {
             active = still;
             step += 1;
         }
-        assemble(env, paths)
+        assemble(env, paths, None)
     }
 
     /// The TB loss and its gradients on the tape, in store order: `(loss, log Z, grads)`.

@@ -23,7 +23,7 @@ use super::{Act, Buf, GemmOp, Gpu, GpuError};
 use crate::env::{Environment, LogReward};
 use crate::nn::{Adam, AdamKind, ParamStore};
 use crate::policy::Policy;
-use crate::sampler::{Exploration, Trajectories};
+use crate::sampler::{assemble, uniform_log_pb, Exploration, Path, Trajectories};
 
 /// What one training step did.
 #[derive(Clone, Debug, Default)]
@@ -368,7 +368,7 @@ impl GpuTrainer {
             active = still;
             step += 1;
         }
-        Ok(assemble(env, paths))
+        Ok(assemble(env, paths, None))
     }
 
     /// One TB update on the given trajectories (`log_r`: `log R` per trajectory).
@@ -574,92 +574,4 @@ impl GpuTrainer {
         let stats = self.train_on(&traj, &log_r, config.loss, config.clip)?;
         Ok((stats, traj))
     }
-}
-
-/// `log P_B(s_k | s_{k+1})` of every transition under the uniform backward policy, as
-/// [`Policy::terms`] computes it: `-ln(#valid parents of s_{k+1})`, 0 for the terminating one.
-pub fn uniform_log_pb<S>(traj: &Trajectories<S>) -> Vec<f32> {
-    let counts: Vec<usize> = traj
-        .backward_masks
-        .rows()
-        .into_iter()
-        .map(|m| m.iter().filter(|&&v| v).count().max(1))
-        .collect();
-    let mut out = vec![0f32; traj.n_transitions()];
-    for w in traj.offsets.windows(2) {
-        for k in w[0]..w[1] {
-            out[k] = if k + 1 < w[1] {
-                -(counts[k + 1] as f64).ln() as f32
-            } else {
-                0.0
-            };
-        }
-    }
-    out
-}
-
-/// One trajectory under construction.
-pub(crate) struct Path<S> {
-    pub states: Vec<S>,
-    pub actions: Vec<usize>,
-    pub log_pf: Vec<f32>,
-}
-
-impl<S> Path<S> {
-    pub fn new(s0: S) -> Self {
-        Path {
-            states: vec![s0],
-            actions: Vec::new(),
-            log_pf: Vec::new(),
-        }
-    }
-}
-
-/// Flat [`Trajectories`] from finished paths, with the uniform `log P_B` recorded (the
-/// CPU sampler's layout: row of `s_0` gets a placeholder backward mask).
-pub(crate) fn assemble<E: Environment>(env: &E, paths: Vec<Path<E::State>>) -> Trajectories<E::State> {
-    let mut offsets = vec![0];
-    for p in &paths {
-        offsets.push(offsets.last().unwrap() + p.actions.len());
-    }
-    let rows = *offsets.last().unwrap();
-    let mut features = crate::nn::Csr::new(env.feature_dim());
-    let mut forward_masks = Array2::from_elem((rows, env.n_actions()), false);
-    let mut backward_masks = Array2::from_elem((rows, env.n_backward_actions()), false);
-    let mut backward_actions = vec![0; rows];
-    let mut r = 0;
-    for p in &paths {
-        for k in 0..p.actions.len() {
-            let s = &p.states[k];
-            env.encode_sparse(s, &mut features);
-            env.forward_mask(s, forward_masks.row_mut(r).as_slice_mut().unwrap());
-            if k == 0 {
-                backward_masks[[r, 0]] = true;
-            } else {
-                env.backward_mask(s, backward_masks.row_mut(r).as_slice_mut().unwrap());
-                backward_actions[r] = env.backward_action(&p.states[k - 1], p.actions[k - 1]);
-            }
-            r += 1;
-        }
-    }
-    let actions = paths.iter().flat_map(|p| p.actions.iter().copied()).collect();
-    let log_pf = paths.iter().flat_map(|p| p.log_pf.iter().copied()).collect();
-    let terminals: Vec<E::State> = paths.into_iter().map(|mut p| p.states.pop().unwrap()).collect();
-    let mut t = Trajectories {
-        offsets,
-        features,
-        forward_masks,
-        actions,
-        backward_masks,
-        backward_actions,
-        log_pf,
-        log_pb: Vec::new(),
-        terminals,
-    };
-    t.log_pb = if env.is_tree() {
-        vec![0.0; rows]
-    } else {
-        uniform_log_pb(&t)
-    };
-    t
 }
