@@ -14,7 +14,8 @@ use gflownet::autodiff::Tape;
 use gflownet::cuda::reference::{self, CpuTb};
 use gflownet::cuda::trainer::TbConfig;
 use gflownet::cuda::{
-    parse_ptx_entries, rng, Act, Buf, GemmOp, Gpu, GpuError, GpuTrainer, PtxModule, RegressionLoss, SIGNATURES,
+    parse_ptx_entries, rng, validate_loss, Act, Buf, GemmOp, Gpu, GpuError, GpuTrainer, PtxModule, RegressionLoss,
+    SIGNATURES,
 };
 use gflownet::env::{Environment, HyperGrid, HyperGridReward, LogReward, Peptide};
 use gflownet::nn::{Activation, Adam, AdamKind, GroupConfig, ParamStore};
@@ -169,12 +170,12 @@ fn no_device_is_an_error_not_a_panic() {
 
 #[test]
 fn regression_losses_validate_their_options() {
-    assert!(RegressionLoss::Linex(0.0).validate(50.0).is_err());
-    assert!(RegressionLoss::Linex(f64::NAN).validate(50.0).is_err());
-    assert!(RegressionLoss::ShiftedCosh.validate(81.0).is_err());
-    assert!(RegressionLoss::Squared.validate(-1.0).is_err());
+    assert!(validate_loss(RegressionLoss::Linex(0.0), 50.0).is_err());
+    assert!(validate_loss(RegressionLoss::Linex(f64::NAN), 50.0).is_err());
+    assert!(validate_loss(RegressionLoss::ShiftedCosh, 81.0).is_err());
+    assert!(validate_loss(RegressionLoss::Squared, -1.0).is_err());
     for g in losses() {
-        g.validate(50.0).unwrap();
+        validate_loss(g, 50.0).unwrap();
         // g(0) = g'(0) = 0, convex, and value/deriv agree with finite differences
         assert_eq!(g.value(0.0), 0.0);
         assert_eq!(g.deriv(0.0), 0.0);
@@ -208,7 +209,7 @@ fn cpu_reference_tb_gradient_matches_finite_differences() {
             let back = tape.add(terms.log_r, b);
             let fwd = tape.add(a, terms.log_z);
             let t = tape.sub(back, fwd);
-            let v = tape.apply(reference::Regression { loss: g, clip: 50.0 }, &[t]);
+            let v = tape.apply(gflownet::objective::Regression { loss: g, clip: 50.0 }, &[t]);
             let l = tape.mean(v);
             let value = tape.item(l);
             let mut gr = tape.backward(l);

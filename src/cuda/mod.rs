@@ -35,5 +35,5 @@ pub use buf::{Buf, Elem, Ptr};
 pub use error::GpuError;
 pub use gpu::Gpu;
 pub use launch::{parse_ptx_entries, KernelSig, PtxModule, SIGNATURES};
-pub use ops::{Act, GemmOp, RegressionLoss};
+pub use ops::{validate_loss, Act, GemmOp, RegressionLoss};
 pub use trainer::{GpuStepStats, GpuTrainer};

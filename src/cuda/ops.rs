@@ -46,85 +46,26 @@ impl Act {
     }
 }
 
-/// The regression loss `g` of a balance residual `t` (Hu et al. 2025).
-#[derive(Copy, Clone, Debug, PartialEq)]
-pub enum RegressionLoss {
-    /// `t^2`
-    Squared,
-    /// `(exp(a t) - a t - 1) / a^2`, `a` finite and nonzero
-    Linex(f64),
-    /// `exp(t) + exp(-t) - 2`
-    ShiftedCosh,
+/// The engine's regression loss and clip: the GPU computes the same `g` as the CPU objectives.
+pub use crate::objective::{RegressionLoss, DEFAULT_CLIP};
+
+/// Refuses what the CPU objective refuses: a Linex alpha that is zero or not
+/// finite, and a clip that is not positive or whose `g'` overflows f32.
+pub fn validate_loss(g: RegressionLoss, clip: f64) -> Result<(), GpuError> {
+    let config = crate::objective::ObjectiveConfig {
+        g,
+        clip,
+        ..Default::default()
+    };
+    config.validate().map_err(Into::into)
 }
 
-/// Default clip of the residual inside `g'`.
-pub const DEFAULT_CLIP: f64 = 50.0;
-
-impl RegressionLoss {
-    /// `g(t)` in f64.
-    pub fn value(self, t: f64) -> f64 {
-        match self {
-            RegressionLoss::Squared => t * t,
-            RegressionLoss::Linex(a) => {
-                let x = a * t;
-                let e = if x.abs() < 1e-3 {
-                    x * x / 2.0 + x * x * x / 6.0 + x * x * x * x / 24.0
-                } else {
-                    x.exp_m1() - x
-                };
-                e / (a * a)
-            }
-            RegressionLoss::ShiftedCosh => {
-                let s = (0.5 * t).sinh();
-                4.0 * s * s
-            }
-        }
-    }
-
-    /// `g'(t)` in f64 (unclipped).
-    pub fn deriv(self, t: f64) -> f64 {
-        match self {
-            RegressionLoss::Squared => 2.0 * t,
-            RegressionLoss::Linex(a) => (a * t).exp_m1() / a,
-            RegressionLoss::ShiftedCosh => 2.0 * t.sinh(),
-        }
-    }
-
-    /// Refuses a Linex `a` that is zero or not finite, and a clip whose `g'` overflows f32.
-    pub fn validate(self, clip: f64) -> Result<(), GpuError> {
-        if !(clip.is_finite() && clip > 0.0) {
-            return Err(
-                crate::Error::config("objective.clip", format!("must be positive and finite, got {clip}")).into(),
-            );
-        }
-        let exponent = match self {
-            RegressionLoss::Squared => 0.0,
-            RegressionLoss::Linex(a) if !(a.is_finite() && a != 0.0) => {
-                return Err(crate::Error::config(
-                    "objective.g",
-                    format!("linex alpha must be finite and nonzero, got {a}"),
-                )
-                .into())
-            }
-            RegressionLoss::Linex(a) => a.abs() * clip,
-            RegressionLoss::ShiftedCosh => clip,
-        };
-        if exponent > 80.0 {
-            return Err(crate::Error::config(
-                "objective.clip",
-                format!("g' at the clip would overflow f32 (exponent {exponent} > 80)"),
-            )
-            .into());
-        }
-        Ok(())
-    }
-
-    fn code(self) -> (u32, f32) {
-        match self {
-            RegressionLoss::Squared => (0, 0.0),
-            RegressionLoss::Linex(a) => (1, a as f32),
-            RegressionLoss::ShiftedCosh => (2, 0.0),
-        }
+/// The kernel's encoding of `g`: `(kind, alpha)`.
+fn loss_code(g: RegressionLoss) -> (u32, f32) {
+    match g {
+        RegressionLoss::Squared => (0, 0.0),
+        RegressionLoss::Linex(a) => (1, a as f32),
+        RegressionLoss::ShiftedCosh => (2, 0.0),
     }
 }
 
@@ -596,11 +537,11 @@ impl Gpu {
         value: &mut Buf<f32>,
         grad: &mut Buf<f32>,
     ) -> Result<(), GpuError> {
-        loss.validate(clip)?;
+        validate_loss(loss, clip)?;
         need("regression t", t, n)?;
         need("regression value", value, n)?;
         need("regression grad", grad, n)?;
-        let (kind, alpha) = loss.code();
+        let (kind, alpha) = loss_code(loss);
         // SAFETY: sizes checked above.
         unsafe {
             self.regression_loss(

@@ -8,31 +8,12 @@ use ndarray::Array2;
 use super::ops::RegressionLoss;
 use super::trainer::GpuStepStats;
 use super::{rng, GpuError};
-use crate::autodiff::{Op, Tape};
+use crate::autodiff::Tape;
 use crate::env::Environment;
 use crate::nn::{Adam, ParamStore};
+use crate::objective::Regression;
 use crate::policy::Policy;
 use crate::sampler::{assemble, Exploration, Path, Trajectories};
-use crate::Scalar;
-
-/// `g(t)` forward; `g'(clamp(t, -clip, clip))` backward (the residual is detached inside `g'`).
-pub struct Regression {
-    pub loss: RegressionLoss,
-    pub clip: f64,
-}
-
-impl<T: Scalar> Op<T> for Regression {
-    fn name(&self) -> &'static str {
-        "regression"
-    }
-    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
-        xs[0].mapv(|t| T::from_f64(self.loss.value(t.to_f64())))
-    }
-    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
-        let d = xs[0].mapv(|t| T::from_f64(self.loss.deriv(t.to_f64().clamp(-self.clip, self.clip))));
-        vec![Some(&d * g)]
-    }
-}
 
 /// The action the GPU sampling rule picks for one row (f64 arithmetic, the same uniform).
 pub fn choose(logits: &[f32], mask: &[bool], explore: Exploration, u: f32) -> Option<usize> {
@@ -160,7 +141,7 @@ impl CpuTb {
         loss: RegressionLoss,
         clip: f64,
     ) -> Result<GpuStepStats, GpuError> {
-        loss.validate(clip)?;
+        super::ops::validate_loss(loss, clip)?;
         let (value, log_z, mut grads) = self.loss_and_grads(traj, log_r, loss, clip);
         let stats = self.adam.step(&mut self.store, &mut grads)?;
         Ok(GpuStepStats {

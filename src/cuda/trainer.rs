@@ -379,7 +379,7 @@ impl GpuTrainer {
         loss: RegressionLoss,
         clip: f64,
     ) -> Result<GpuStepStats, GpuError> {
-        loss.validate(clip)?;
+        super::ops::validate_loss(loss, clip)?;
         let (b, rows) = (traj.len(), traj.n_transitions());
         if log_r.len() != b || b == 0 {
             return Err(GpuError::Shape(format!(
