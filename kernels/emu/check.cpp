@@ -293,7 +293,10 @@ static void check_sample() {
 static double g_val(int kind, double a, double t) {
     if (kind == 0) return t * t;
     if (kind == 1) return (std::expm1(a * t) - a * t) / (a * a);
-    return 2 * (std::cosh(t) - 1);
+    // 2 (cosh t - 1) written without the cancellation that costs double precision
+    // ~4e-4 relative error at |t| = 1e-6
+    double s = std::sinh(t / 2);
+    return 4 * s * s;
 }
 static double g_der(int kind, double a, double t) {
     if (kind == 0) return 2 * t;
