@@ -159,9 +159,27 @@ fn resumed_run_equals_uninterrupted_run() {
             "samples.csv",
             "checkpoint/weights.safetensors",
             "best/weights.safetensors",
+            "baseline.json",
         ] {
             assert_eq!(read(&full.join(f)), read(&dir.join(f)), "crash at {crash}: {f} differs");
         }
+    }
+}
+
+/// A checkpoint saved before the first evaluation (no best reward yet) resumes:
+/// its state once held -inf, which JSON cannot carry.
+#[test]
+fn checkpoint_before_the_first_evaluation_resumes() {
+    let mut c = small_grid();
+    c.checkpoint_every = 2;
+    let full = tmp("early-full");
+    start(c.clone(), &full, &mut Quiet).unwrap();
+    let dir = tmp("early");
+    let r = catch_unwind(AssertUnwindSafe(|| start(c.clone(), &dir, &mut CrashAt(5))));
+    assert!(r.is_err(), "the crash happened");
+    resume(&dir, &mut Quiet).unwrap();
+    for f in ["metrics.jsonl", "eval.jsonl", "checkpoint/weights.safetensors"] {
+        assert_eq!(read(&full.join(f)), read(&dir.join(f)), "{f} differs");
     }
 }
 

@@ -138,7 +138,9 @@ impl<E: Environment, R: LogReward<E::State>> Trainer<E, R> {
         Ok((rep, samples))
     }
 
-    /// The same metrics for a policy that picks uniformly among valid actions.
+    /// The same metrics for a policy that picks uniformly among valid actions
+    /// (reported at step 0: it does not depend on training, so a resumed run
+    /// reports the same baseline as an uninterrupted one).
     pub fn evaluate_random_baseline(&mut self) -> Result<EvalReport> {
         let mut sampler = Sampler::new(self.config.seed ^ 0xBA5E_11E0).with_threads(self.config.threads);
         let uniform = Exploration {
@@ -156,6 +158,8 @@ impl<E: Environment, R: LogReward<E::State>> Trainer<E, R> {
                     .sum()
             })
             .collect();
-        Ok(report(self, &t.terminals, &lp)?.0)
+        let mut rep = report(self, &t.terminals, &lp)?.0;
+        rep.step = 0;
+        Ok(rep)
     }
 }

@@ -63,7 +63,8 @@ struct State<S: Eq + std::hash::Hash> {
     opt_step: u64,
     sampler: Sampler,
     replay: ReplayBuffer<S>,
-    best_mean_reward: f64,
+    /// `None` before the first evaluation (JSON has no -inf).
+    best_mean_reward: Option<f64>,
     evals_since_best: u64,
 }
 
@@ -194,7 +195,7 @@ fn save<E: Environment, R: LogReward<E::State>>(t: &Trainer<E, R>, dir: &Path, p
         opt_step: t.opt.step,
         sampler: t.sampler.clone(),
         replay: t.replay.clone(),
-        best_mean_reward: progress.best_mean_reward,
+        best_mean_reward: Some(progress.best_mean_reward).filter(|b| b.is_finite()),
         evals_since_best: progress.evals_since_best,
     };
     let state = serde_json::to_vec(&state).map_err(|e| Error::Checkpoint(format!("cannot encode the state: {e}")))?;
@@ -276,7 +277,7 @@ fn load<E: Environment, R: LogReward<E::State>>(t: &mut Trainer<E, R>, dir: &Pat
     };
     t.step = state.step;
     Ok(Progress {
-        best_mean_reward: state.best_mean_reward,
+        best_mean_reward: state.best_mean_reward.unwrap_or(f64::NEG_INFINITY),
         evals_since_best: state.evals_since_best,
     })
 }
