@@ -3,8 +3,9 @@
 # nothing is downloaded when it is already there), then:
 #   1. builds the stub libcuda (scripts/stub-libcuda.sh) so the cuda feature links and runs;
 #   2. cargo clippy --release --features cuda --all-targets -- -D warnings;
-#   3. cargo test --release --features cuda (GPU tests print SKIPPED; the launcher-signature,
-#      error-path and CPU-reference tests run);
+#   3. cargo test --release --features cuda --lib --test cuda (GPU tests print SKIPPED; the
+#      launcher-signature, error-path and CPU-reference tests run; the other test files do not
+#      touch the feature-gated code and run in the plain `cargo test` of .ci/run);
 #   4. scripts/kernels.sh --check (committed PTX fresh; ptxas sm_80/sm_90, no spills);
 #   5. scripts/emulate-kernels.sh: every kernel in a host emulation against C++ references,
 #      and, with CI_CUDA_EMU_RUST=1, tests/cuda.rs on the emulated backend (--features
@@ -47,7 +48,7 @@ cargo clippy --release --features cuda --all-targets -- -D warnings
 cargo clippy --release --features cuda-emu --all-targets -- -D warnings
 
 step "cargo test --features cuda (stub libcuda: GPU tests skip)"
-cargo test --release --features cuda
+cargo test --release --features cuda --lib --test cuda
 
 step "kernels.sh --check"
 scripts/kernels.sh --check

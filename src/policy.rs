@@ -66,6 +66,37 @@ impl Default for PolicyConfig {
     }
 }
 
+impl PolicyConfig {
+    /// Range checks that need no environment: at least one hidden width, each
+    /// in [1, 65536], at most 2^28 hidden-to-hidden weights (1 GiB in f32), a
+    /// finite initial `log Z`.
+    pub fn validate(&self) -> Result<()> {
+        let weights = self
+            .hidden
+            .windows(2)
+            .try_fold(0usize, |acc, w| acc.checked_add(w[0].checked_mul(w[1])?));
+        if self.hidden.is_empty()
+            || self.hidden.iter().any(|&h| h == 0 || h > 1 << 16)
+            || !weights.is_some_and(|n| n <= 1 << 28)
+        {
+            return Err(Error::config(
+                "policy.hidden",
+                format!(
+                    "must list at least one width in [1, 65536], with at most 2^28 weights between hidden layers, got {:?}",
+                    self.hidden
+                ),
+            ));
+        }
+        if !self.log_z_init.is_finite() {
+            return Err(Error::config(
+                "policy.log_z_init",
+                format!("must be finite, got {}", self.log_z_init),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Raw head outputs for a batch of states.
 pub struct Heads {
     /// `[N, n_actions]` forward logits.
@@ -99,18 +130,7 @@ impl Policy {
         store: &mut ParamStore<T>,
         rng: &mut R,
     ) -> Result<Self> {
-        if config.hidden.is_empty() || config.hidden.iter().any(|&h| h == 0 || h > 1 << 16) {
-            return Err(Error::config(
-                "policy.hidden",
-                format!("must list at least one width in [1, 65536], got {:?}", config.hidden),
-            ));
-        }
-        if !config.log_z_init.is_finite() {
-            return Err(Error::config(
-                "policy.log_z_init",
-                format!("must be finite, got {}", config.log_z_init),
-            ));
-        }
+        config.validate()?;
         if config.backward == BackwardPolicy::Learned && env.is_tree() {
             return Err(Error::config(
                 "policy.backward",

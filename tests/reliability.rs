@@ -85,7 +85,9 @@ fn launch(config: &Path, out: &Path) -> Command {
     } else {
         cmd.arg("--config").arg(config).arg("--out").arg(out);
     }
-    cmd.env_remove("RUST_BACKTRACE").stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.env_remove("RUST_BACKTRACE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     cmd
 }
 

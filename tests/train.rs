@@ -259,6 +259,28 @@ fn invalid_configurations_are_refused_naming_the_option() {
             "policy.log_f",
             Box::new(|c| c.objective.objective = "db".parse().unwrap()),
         ),
+        ("policy.hidden", Box::new(|c| c.policy.hidden = vec![])),
+        ("policy.hidden", Box::new(|c| c.policy.hidden = vec![32, 0])),
+        ("policy.hidden", Box::new(|c| c.policy.hidden = vec![65536; 3])),
+        ("policy.log_z_init", Box::new(|c| c.policy.log_z_init = f64::INFINITY)),
+        (
+            "policy.backward",
+            Box::new(|c| {
+                c.env = gflownet::train::EnvConfig::Peptide { min_len: 2, max_len: 5 };
+                c.policy.backward = gflownet::policy::BackwardPolicy::Learned;
+            }),
+        ),
+        (
+            "alpha",
+            Box::new(|c| c.objective.g = gflownet::objective::RegressionLoss::Linex(0.0)),
+        ),
+        (
+            "lambda",
+            Box::new(|c| {
+                c.objective.objective = gflownet::objective::Objective::SubTb { lambda: 0.0 };
+                c.policy.log_f = true;
+            }),
+        ),
         (
             "replay.kind",
             Box::new(|c| {

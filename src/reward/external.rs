@@ -655,6 +655,73 @@ mod tests {
         assert!(matches!(read_capped_line(&mut r, 10).unwrap(), LineRead::TooLong(_)));
     }
 
+    use proptest::prelude::*;
+
+    fn cases(default: u32) -> u32 {
+        std::env::var("GFN_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    /// The response contract on one line: never a panic; what is accepted is
+    /// one finite, non-negative reward per sequence.
+    fn check_line(line: &str, seqs: &[&str]) -> Result<(), TestCaseError> {
+        match parse_response(line, seqs) {
+            Ok(r) => {
+                prop_assert_eq!(r.len(), seqs.len());
+                prop_assert!(r.iter().all(|x| x.is_finite() && *x >= 0.0), "{:?}", r);
+            }
+            Err(e) => prop_assert!(!e.is_empty()),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(cases(512)))]
+
+        /// Any text, against sequences with any characters (the error quotes them).
+        #[test]
+        fn response_parser_on_arbitrary_lines(line in ".{0,120}", seqs in proptest::collection::vec(".{0,80}", 0..4)) {
+            let seqs: Vec<&str> = seqs.iter().map(String::as_str).collect();
+            check_line(&line, &seqs)?;
+        }
+
+        /// Near-valid lines: arrays and objects of number-like tokens, cut or
+        /// with one byte changed.
+        #[test]
+        fn response_parser_on_damaged_lines(
+            tokens in proptest::collection::vec(
+                prop_oneof![
+                    "-?[0-9]{1,4}(\\.[0-9]{1,3})?(e-?[0-9]{1,3})?",
+                    Just("NaN".to_string()),
+                    Just("-Infinity".to_string()),
+                    Just("null".to_string()),
+                    Just("\"0.5\"".to_string()),
+                    Just("1e999".to_string()),
+                ],
+                0..5,
+            ),
+            object in any::<bool>(),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+            damage in 0u8..3,
+        ) {
+            let list = format!("[{}]", tokens.join(", "));
+            let line = if object { format!("{{\"rewards\": {list}}}") } else { list };
+            let mut bytes = line.into_bytes();
+            let i = at.index(bytes.len());
+            match damage {
+                0 => {}
+                1 => bytes.truncate(i),
+                _ => bytes[i] = byte,
+            }
+            let line = String::from_utf8_lossy(&bytes);
+            let seqs = vec!["ACDEFGHIK"; tokens.len()];
+            check_line(&line, &seqs)?;
+        }
+    }
+
     #[test]
     fn huge_number_is_called_infinite() {
         let err = parse_response("[1e999]", &["A"]).unwrap_err();

@@ -211,9 +211,16 @@ impl TrainConfig {
         count("batch", self.batch as u64, 1, 1 << 20)?;
         count("log_every", self.log_every, 1, u64::MAX)?;
         count("threads", self.threads as u64, 0, 1024)?;
+        self.policy.validate()?;
         match &self.env {
             EnvConfig::Peptide { min_len, max_len } => {
                 crate::env::Peptide::new(*min_len, *max_len)?;
+                if self.policy.backward == BackwardPolicy::Learned {
+                    return Err(Error::config(
+                        "policy.backward",
+                        "peptides are built left to right (a tree): a learned P_B has nothing to learn; use `uniform`",
+                    ));
+                }
             }
             EnvConfig::HyperGrid {
                 ndim,
