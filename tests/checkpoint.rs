@@ -362,8 +362,16 @@ fn decoder_refuses_every_truncation() {
     }
 }
 
+/// Case count of the reader fuzzers: `GFN_FUZZ_CASES` (scripts/reliability.sh) or the CI default.
+fn fuzz_cases(default: u32) -> u32 {
+    std::env::var("GFN_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(fuzz_cases(256)))]
 
     /// Random bytes never make the decoder panic.
     #[test]
@@ -602,7 +610,7 @@ fn manifest_naming_files_outside_the_directory_is_refused() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(fuzz_cases(64)))]
 
     /// Arbitrary manifest contents (checksummed or not) never make the reader panic.
     #[test]
