@@ -149,3 +149,54 @@ fn every_objective_stays_finite_long() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// Rewards spanning 1e-30..1e30 (log R from -69 to +69 across the grid), for
+/// every objective x g: every metric, the gradient norm and every parameter
+/// stay finite over a short run.
+#[test]
+fn rewards_from_1e_minus_30_to_1e30_keep_everything_finite() {
+    use gflownet::env::{HyperGrid, HyperGridState};
+    let (ndim, height) = (2, 6);
+    let span = 1e30f64.ln();
+    let mut failures = Vec::new();
+    for (name, base) in configs(false) {
+        let mut c = TrainConfig::hypergrid_default(ndim, height);
+        c.objective = base.objective.clone();
+        c.policy.log_f = base.policy.log_f;
+        c.replay = base.replay.clone();
+        c.exploration = base.exploration;
+        c.steps = 30;
+        c.batch = 16;
+        c.policy.hidden = vec![32, 32];
+        // a checkerboard of extremes: adjacent objects differ by 60 orders of magnitude
+        let reward = move |xs: &[HyperGridState]| -> Result<Vec<f64>, gflownet::Error> {
+            Ok(xs
+                .iter()
+                .map(|x| {
+                    let s: usize = x.coords.iter().sum();
+                    let frac = (x.coords[0] * height + x.coords[1]) as f64 / (height * height - 1) as f64;
+                    if s % 2 == 0 {
+                        span * frac
+                    } else {
+                        -span * (1.0 - frac)
+                    }
+                })
+                .collect())
+        };
+        let mut t = Trainer::new(c, HyperGrid::new(ndim, height).unwrap(), reward).unwrap();
+        let outcome = (|| {
+            for _ in 0..30 {
+                let m = t.train_step().map_err(|e| e.to_string())?;
+                finite_metrics(&m)?;
+            }
+            match t.store.iter().find(|p| p.value.iter().any(|x| !x.is_finite())) {
+                Some(p) => Err(format!("parameter {} is not finite", p.name)),
+                None => Ok(()),
+            }
+        })();
+        if let Err(e) = outcome {
+            failures.push(format!("{name}: {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
