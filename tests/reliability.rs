@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use gflownet::replay::ReplayKind;
 use gflownet::train::TrainConfig;
 use rand::{Rng, SeedableRng};
+
+mod common;
 
 /// `cargo test` builds the examples next to the test binaries.
 fn train_bin() -> PathBuf {
@@ -28,18 +29,11 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
-/// A small HyperGrid run that checkpoints every few steps (so kills land in
-/// saves as well as in training) with replay and evaluation on.
+/// The small HyperGrid run of tests/train.rs, checkpointing every 3 steps so
+/// that kills land in saves as well as in training.
 fn small_config(steps: u64) -> TrainConfig {
-    let mut c = TrainConfig::hypergrid_default(2, 6);
+    let mut c = common::small_grid();
     c.steps = steps;
-    c.batch = 8;
-    c.policy.hidden = vec![32, 32];
-    c.replay.kind = ReplayKind::Prioritized;
-    c.replay.batch = 4;
-    c.eval.every = 10;
-    c.eval.samples = 32;
-    c.log_every = 1;
     c.checkpoint_every = 3;
     c
 }
@@ -74,6 +68,21 @@ fn comparable(file: &str, bytes: Vec<u8>) -> Vec<u8> {
     o.remove("steps_per_second");
     o.remove("trajectories_per_second");
     serde_json::to_vec(&v).unwrap()
+}
+
+/// Asserts every run file of `dir` equals the uninterrupted `reference`'s,
+/// then removes both runs and the config file.
+fn assert_same_run_and_clean(reference: PathBuf, dir: PathBuf, cfg: PathBuf, after: &str) {
+    for f in RUN_FILES {
+        assert!(
+            comparable(f, read(&reference.join(f))) == comparable(f, read(&dir.join(f))),
+            "{f} differs after {after}"
+        );
+    }
+    for d in [reference, dir] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    let _ = std::fs::remove_file(cfg);
 }
 
 /// The command that (re)starts the run in `out`: a fresh start while no
@@ -141,16 +150,12 @@ fn kill_and_resume(steps: u64, kills: usize, seed: u64) {
             break;
         }
     }
-    for f in RUN_FILES {
-        assert!(
-            comparable(f, read(&reference.join(f))) == comparable(f, read(&dir.join(f))),
-            "{f} differs after {killed} SIGKILLs and resumes (seed {seed})"
-        );
-    }
-    for d in [reference, dir] {
-        let _ = std::fs::remove_dir_all(d);
-    }
-    let _ = std::fs::remove_file(cfg);
+    assert_same_run_and_clean(
+        reference,
+        dir,
+        cfg,
+        &format!("{killed} SIGKILLs and resumes (seed {seed})"),
+    );
 }
 
 #[test]
@@ -215,16 +220,7 @@ fn failed_write_stops_with_the_file_named_and_resume_loses_nothing() {
     );
     // nothing a resume needs was lost: it completes and matches
     finish(&mut launch(&cfg, &dir));
-    for f in RUN_FILES {
-        assert!(
-            comparable(f, read(&reference.join(f))) == comparable(f, read(&dir.join(f))),
-            "{f} differs after a failed write and a resume"
-        );
-    }
-    for d in [reference, dir] {
-        let _ = std::fs::remove_dir_all(d);
-    }
-    let _ = std::fs::remove_file(cfg);
+    assert_same_run_and_clean(reference, dir, cfg, "a failed write and a resume");
 }
 
 #[test]
@@ -246,16 +242,7 @@ fn failed_checkpoint_write_is_an_error_and_a_resume_recovers() {
     let reference = tmp("ckfull-ref");
     finish(&mut launch(&cfg, &reference));
     finish(&mut launch(&cfg, &dir));
-    for f in RUN_FILES {
-        assert!(
-            comparable(f, read(&reference.join(f))) == comparable(f, read(&dir.join(f))),
-            "{f} differs after a failed checkpoint write and a resume"
-        );
-    }
-    for d in [reference, dir] {
-        let _ = std::fs::remove_dir_all(d);
-    }
-    let _ = std::fs::remove_file(cfg);
+    assert_same_run_and_clean(reference, dir, cfg, "a failed checkpoint write and a resume");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use gflownet::env::{HyperGrid, HyperGridState};
-use gflownet::replay::{ReplayBuffer, ReplayKind};
+use gflownet::replay::ReplayBuffer;
 use gflownet::train::{resume, start, Observer, Quiet, StepMetrics, TrainConfig, Trainer};
 use gflownet::Error;
 
@@ -16,20 +16,8 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
-/// A small, fast HyperGrid run with replay, evaluation and checkpoints.
-fn small_grid() -> TrainConfig {
-    let mut c = TrainConfig::hypergrid_default(2, 6);
-    c.steps = 40;
-    c.batch = 8;
-    c.policy.hidden = vec![32, 32];
-    c.replay.kind = ReplayKind::Prioritized;
-    c.replay.batch = 4;
-    c.eval.every = 10;
-    c.eval.samples = 32;
-    c.log_every = 1;
-    c.checkpoint_every = 10;
-    c
-}
+mod common;
+use common::small_grid;
 
 fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
