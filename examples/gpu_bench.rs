@@ -13,11 +13,12 @@
 
 use std::time::Instant;
 
-use gflownet::cuda::reference::CpuTb;
-use gflownet::cuda::trainer::TbConfig;
-use gflownet::cuda::{Buf, GemmOp, Gpu, GpuTrainer, RegressionLoss};
+use gflownet::cuda::reference::CpuStep;
+use gflownet::cuda::trainer::StepConfig;
+use gflownet::cuda::{Buf, GemmOp, Gpu, GpuTrainer};
 use gflownet::env::{Peptide, PeptideState};
 use gflownet::nn::{Activation, Adam, AdamKind, GroupConfig, ParamStore};
+use gflownet::objective::ObjectiveConfig;
 use gflownet::policy::{Policy, PolicyConfig, LOG_Z_GROUP, NET_GROUP};
 use gflownet::reward::{PeptideReward, RewardModel};
 use gflownet::sampler::{Exploration, Sampler};
@@ -144,11 +145,10 @@ fn main() {
     let (policy, store, adam) = setup(&env, &args.hidden);
     let hid = args.hidden.iter().map(|h| h.to_string()).collect::<Vec<_>>().join("x");
     let mut trainer = GpuTrainer::new(gpu, &policy, &store, adam, 1).expect("GPU trainer");
-    let cfg = TbConfig {
+    let cfg = StepConfig {
         batch: args.batch,
         exploration: Exploration::ON_POLICY,
-        loss: RegressionLoss::Squared,
-        clip: 50.0,
+        objective: ObjectiveConfig::default(), // TB, squared
     };
     let reward = |xs: &[PeptideState]| log_rewards(&env, xs);
     let mut phase = [0.0f64; 3]; // sample, reward, train
@@ -160,7 +160,7 @@ fn main() {
         let t1 = Instant::now();
         let lr = reward(&traj.terminals).expect("rewards");
         let t2 = Instant::now();
-        let s = trainer.train_on(&traj, &lr, cfg.loss, cfg.clip).expect("GPU step");
+        let s = trainer.train_on(&traj, &lr, &cfg.objective).expect("GPU step");
         trainer.gpu.synchronize().unwrap();
         let t3 = Instant::now();
         if step > 0 {
@@ -205,13 +205,13 @@ fn main() {
 
     // CPU engine (single thread): the CPU sampler and the tape TB step
     let (policy, store, adam) = setup(&env, &args.hidden);
-    let mut cpu = CpuTb::new(policy.clone(), store, adam, 1);
+    let mut cpu = CpuStep::new(policy.clone(), store, adam, 1);
     let mut sampler = Sampler::new(1);
     let t = Instant::now();
     for _ in 0..args.cpu_steps {
         let traj = sampler.sample(&env, &cpu.policy, &cpu.store, args.cpu_batch, Exploration::ON_POLICY);
         let lr = reward(&traj.terminals).expect("rewards");
-        cpu.train_on(&traj, &lr, RegressionLoss::Squared, 50.0)
+        cpu.train_on(&traj, &lr, &ObjectiveConfig::default())
             .expect("CPU step");
     }
     let cpu_secs = t.elapsed().as_secs_f64() / args.cpu_steps.max(1) as f64;

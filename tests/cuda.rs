@@ -11,14 +11,15 @@ use std::collections::HashMap;
 
 use gflownet::autodiff::ops::{Gather, MaskedLogSoftmax, Op};
 use gflownet::autodiff::Tape;
-use gflownet::cuda::reference::{self, CpuTb};
-use gflownet::cuda::trainer::TbConfig;
+use gflownet::cuda::reference::{self, CpuStep};
+use gflownet::cuda::trainer::StepConfig;
 use gflownet::cuda::{
     parse_ptx_entries, rng, validate_loss, Act, Buf, GemmOp, Gpu, GpuError, GpuTrainer, PtxModule, RegressionLoss,
     SIGNATURES,
 };
 use gflownet::env::{Environment, HyperGrid, HyperGridReward, LogReward, Peptide};
 use gflownet::nn::{Activation, Adam, AdamKind, GroupConfig, ParamStore};
+use gflownet::objective::{ControlVariate, ObjectiveConfig};
 use gflownet::policy::{Policy, PolicyConfig, LOG_Z_GROUP, NET_GROUP};
 use gflownet::sampler::{Exploration, Sampler};
 use ndarray::Array2;
@@ -814,9 +815,20 @@ fn adam_matches_cpu_optimizer() {
 // ------------------------------------------------------------------ training (GPU)
 
 fn policy_for<E: Environment>(env: &E, hidden: &[usize], act: Activation, seed: u64) -> (Policy, ParamStore<f32>) {
+    policy_with(env, hidden, act, seed, false)
+}
+
+fn policy_with<E: Environment>(
+    env: &E,
+    hidden: &[usize],
+    act: Activation,
+    seed: u64,
+    log_f: bool,
+) -> (Policy, ParamStore<f32>) {
     let cfg = PolicyConfig {
         hidden: hidden.to_vec(),
         activation: act,
+        log_f,
         ..PolicyConfig::default()
     };
     let mut store = ParamStore::new();
@@ -877,8 +889,46 @@ fn assert_params_close(test: &str, a: &ParamStore<f32>, b: &ParamStore<f32>, max
     }
 }
 
+/// TB under `g` (the device path).
+fn tb(g: RegressionLoss) -> ObjectiveConfig {
+    ObjectiveConfig {
+        g,
+        ..ObjectiveConfig::default()
+    }
+}
+
+/// Every objective the GPU step trains, and whether the policy gets a `log F` head:
+/// TB under each g on the device (once with an unused `log F` head, which must get
+/// zero gradients as on the CPU), the others through the host objective.
+fn objectives() -> Vec<(ObjectiveConfig, bool)> {
+    let mut out: Vec<(ObjectiveConfig, bool)> = losses().into_iter().map(|g| (tb(g), false)).collect();
+    out.push((tb(RegressionLoss::LINEX1), true));
+    for (name, g) in [
+        ("subtb", RegressionLoss::Squared),
+        ("subtb:1.5", RegressionLoss::LINEX1),
+        ("db", RegressionLoss::LINEX_HALF),
+        ("db", RegressionLoss::ShiftedCosh),
+    ] {
+        let o = ObjectiveConfig {
+            objective: name.parse().unwrap(),
+            g,
+            ..ObjectiveConfig::default()
+        };
+        out.push((o, true));
+    }
+    for name in ["rev-kl", "fwd-kl", "renyi", "tsallis"] {
+        let o = ObjectiveConfig {
+            objective: name.parse().unwrap(),
+            cv: ControlVariate::Loo,
+            ..ObjectiveConfig::default()
+        };
+        out.push((o, false));
+    }
+    out
+}
+
 /// Same trajectories, same start: the GPU step's loss, gradients and updated
-/// parameters agree with the CPU engine's, for every g. The first step is compared
+/// parameters agree with the CPU engine's, for every objective and g. The first step is compared
 /// tightly; later steps start from parameters that already differ by rounding
 /// (amplified by Adam, see [`assert_params_close`]), so they get 10x the tolerance.
 fn check_train_on<E: Environment, R: LogReward<E::State>>(
@@ -888,11 +938,12 @@ fn check_train_on<E: Environment, R: LogReward<E::State>>(
     hidden: &[usize],
     act: Activation,
 ) {
-    for loss in losses() {
+    for (objective, log_f) in objectives() {
         let Some(g) = gpu(test) else { return };
-        let (policy, store) = policy_for(env, hidden, act, 7);
+        let loss = &objective;
+        let (policy, store) = policy_with(env, hidden, act, 7, log_f);
         let mut gt = GpuTrainer::new(g, &policy, &store, adam_for(&store), 11).unwrap();
-        let mut cpu = CpuTb::new(policy.clone(), store.clone(), adam_for(&store), 11);
+        let mut cpu = CpuStep::new(policy.clone(), store.clone(), adam_for(&store), 11);
         let mut sampler = Sampler::new(3);
         let (steps, batch) = if EMU { (2, 24) } else { (5, 48) };
         for step in 0..steps {
@@ -903,9 +954,9 @@ fn check_train_on<E: Environment, R: LogReward<E::State>>(
             };
             let traj = sampler.sample(env, &cpu.policy, &cpu.store, batch, explore);
             let log_r = reward.log_rewards(&traj.terminals).unwrap();
-            let (_, _, cpu_grads) = cpu.loss_and_grads(&traj, &log_r, loss, 50.0);
-            let c = cpu.train_on(&traj, &log_r, loss, 50.0).unwrap();
-            let s = gt.train_on(&traj, &log_r, loss, 50.0).unwrap();
+            let (_, _, cpu_grads) = cpu.loss_and_grads(&traj, &log_r, &objective).unwrap();
+            let c = cpu.train_on(&traj, &log_r, &objective).unwrap();
+            let s = gt.train_on(&traj, &log_r, &objective).unwrap();
             assert!(
                 (s.loss - c.loss).abs() <= tol * c.loss.abs().max(1e-3),
                 "{test} {loss:?} step {step}: loss GPU {} CPU {}",
@@ -976,7 +1027,7 @@ fn gpu_sampling_matches_reference_sampler() {
         p.value.mapv_inplace(|v| v * 3.0);
     }
     let mut gt = GpuTrainer::new(g, &policy, &store, adam_for(&store), 99).unwrap();
-    let mut cpu = CpuTb::new(policy, store, adam_for(&ParamStore::new()), 99);
+    let mut cpu = CpuStep::new(policy, store, adam_for(&ParamStore::new()), 99);
     for explore in [
         Exploration::ON_POLICY,
         Exploration {
@@ -1021,15 +1072,14 @@ fn check_run<E: Environment, R: LogReward<E::State>>(
         let Some(g) = gpu(test) else { return };
         let (policy, store) = policy_for(env, hidden, Activation::Relu, 21);
         let mut gt = GpuTrainer::new(g, &policy, &store, adam_for(&store), 5).unwrap();
-        let mut cpu = CpuTb::new(policy, store.clone(), adam_for(&store), 5);
-        let cfg = TbConfig {
+        let mut cpu = CpuStep::new(policy, store.clone(), adam_for(&store), 5);
+        let cfg = StepConfig {
             batch,
             exploration: Exploration {
                 temperature: 1.0,
                 epsilon: 0.05,
             },
-            loss,
-            clip: 50.0,
+            objective: tb(loss),
         };
         let (mut same, mut total) = (0, 0);
         let mut worst: f64 = 0.0;
@@ -1039,7 +1089,7 @@ fn check_run<E: Environment, R: LogReward<E::State>>(
             same += ta.terminals.iter().zip(&tb.terminals).filter(|(x, y)| x == y).count();
             total += cfg.batch;
             let log_r = reward.log_rewards(&ta.terminals).unwrap();
-            let c = cpu.train_on(&ta, &log_r, cfg.loss, cfg.clip).unwrap();
+            let c = cpu.train_on(&ta, &log_r, &cfg.objective).unwrap();
             let e = (s.loss - c.loss).abs() / c.loss.abs().max(1e-3);
             worst = worst.max(e);
             assert!(

@@ -1,17 +1,16 @@
 //! The CPU engine's twin of the GPU step, for tests and benchmarks: the same
-//! Philox-keyed sampling rule (in f64 on the CPU) and the same TB loss built from the
-//! engine's tape ops ([`crate::policy::Policy::terms`], segment sums, a regression op)
-//! with the engine's [`Adam`].
+//! Philox-keyed sampling rule (in f64 on the CPU) and the objective on the engine's
+//! tape ([`crate::policy::Policy::terms`] and [`ObjectiveConfig::loss`], as the CPU
+//! trainer computes it) with the engine's [`Adam`].
 
 use ndarray::Array2;
 
-use super::ops::RegressionLoss;
 use super::trainer::GpuStepStats;
 use super::{rng, GpuError};
 use crate::autodiff::Tape;
 use crate::env::Environment;
 use crate::nn::{Adam, ParamStore};
-use crate::objective::Regression;
+use crate::objective::ObjectiveConfig;
 use crate::policy::Policy;
 use crate::sampler::{assemble, Exploration, Path, Trajectories};
 
@@ -52,7 +51,7 @@ pub fn log_prob(logits: &[f32], mask: &[bool], a: usize) -> f64 {
 }
 
 /// The CPU engine running the GPU step's algorithm.
-pub struct CpuTb {
+pub struct CpuStep {
     pub policy: Policy,
     pub store: ParamStore<f32>,
     pub adam: Adam<f32>,
@@ -60,9 +59,9 @@ pub struct CpuTb {
     pub drawn: u64,
 }
 
-impl CpuTb {
+impl CpuStep {
     pub fn new(policy: Policy, store: ParamStore<f32>, adam: Adam<f32>, seed: u64) -> Self {
-        CpuTb {
+        CpuStep {
             policy,
             store,
             adam,
@@ -109,40 +108,30 @@ impl CpuTb {
         assemble(env, paths, None)
     }
 
-    /// The TB loss and its gradients on the tape, in store order: `(loss, log Z, grads)`.
+    /// The objective's value and its gradients on the tape, in store order: `(value, log Z, grads)`.
     pub fn loss_and_grads<S>(
         &self,
         traj: &Trajectories<S>,
         log_r: &[f64],
-        loss: RegressionLoss,
-        clip: f64,
-    ) -> (f64, f64, Vec<Array2<f32>>) {
+        objective: &ObjectiveConfig,
+    ) -> Result<(f64, f64, Vec<Array2<f32>>), GpuError> {
         let mut tape = Tape::<f32>::new();
         let p = self.store.bind(&mut tape);
         let terms = self.policy.terms(&mut tape, &p, traj, log_r);
-        let sum_pf = tape.segment_sum(terms.log_pf, terms.offsets.clone());
-        let sum_pb = tape.segment_sum(terms.log_pb, terms.offsets.clone());
-        let back = tape.add(terms.log_r, sum_pb);
-        let fwd = tape.add(sum_pf, terms.log_z);
-        let t = tape.sub(back, fwd);
-        let g = tape.apply(Regression { loss, clip }, &[t]);
-        let l = tape.mean(g);
-        let value = tape.item(l) as f64;
+        let out = objective.loss(&mut tape, &terms)?;
         let log_z = tape.item(terms.log_z) as f64;
-        let mut grads = tape.backward(l);
-        (value, log_z, p.grads(&mut grads, &self.store))
+        let mut grads = tape.backward(out.loss);
+        Ok((out.value, log_z, p.grads(&mut grads, &self.store)))
     }
 
-    /// One TB update on the given trajectories.
+    /// One update of `objective` on the given trajectories.
     pub fn train_on<S>(
         &mut self,
         traj: &Trajectories<S>,
         log_r: &[f64],
-        loss: RegressionLoss,
-        clip: f64,
+        objective: &ObjectiveConfig,
     ) -> Result<GpuStepStats, GpuError> {
-        super::ops::validate_loss(loss, clip)?;
-        let (value, log_z, mut grads) = self.loss_and_grads(traj, log_r, loss, clip);
+        let (value, log_z, mut grads) = self.loss_and_grads(traj, log_r, objective)?;
         let stats = self.adam.step(&mut self.store, &mut grads)?;
         Ok(GpuStepStats {
             loss: value,

@@ -1,4 +1,4 @@
-//! A trajectory-balance training step on the GPU.
+//! A balance-objective training step on the GPU.
 //!
 //! [`GpuTrainer`] keeps the policy's parameters, their gradients and Adam's moments on
 //! the device. One [`GpuTrainer::step`]:
@@ -6,29 +6,41 @@
 //!    the active states and steps the environment, the GPU runs the MLP and draws the
 //!    actions (Philox keyed by `(seed, trajectory, step)`, see [`super::rng`]);
 //! 2. asks the reward for `log R` of the terminal states (host);
-//! 3. trains on them ([`GpuTrainer::train_on`]): forward over every transition, masked
-//!    log-softmax, TB residual `t = log R + sum log P_B - log Z - sum log P_F`, loss
-//!    `mean_b g(t_b)` with `g'` at the residual clipped to `[-clip, clip]`, backward
-//!    through the MLP, per-group gradient norms (non-finite refused, clipping), Adam.
+//! 3. trains on them ([`GpuTrainer::train_on`]): forward over every transition (trunk,
+//!    `P_F` head, `log F` head when the policy has one), masked log-softmax and gather of
+//!    `log P_F`; then the objective's gradient with respect to each transition's
+//!    `log P_F`, `log F` and to `log Z`; backward through the MLP, per-group gradient
+//!    norms (non-finite refused, clipping), Adam.
+//!
+//! The objective's gradient: TB without an entropy bonus runs on the device (residual
+//! `t = log R + sum log P_B - log Z - sum log P_F`, `mean_b g(t_b)` with `g'` at the
+//! residual clipped to `[-clip, clip]`). Every other objective (SubTB, DB, the
+//! divergences with or without the LOO control variate) downloads the per-transition
+//! `log P_F` and `log F` (a few floats per transition), evaluates the engine's own
+//! [`ObjectiveConfig::loss`] on a host tape in `f64`, and uploads its gradient: the same
+//! code and sign convention as the CPU trainer, at the cost of one small round trip.
 //!
 //! Supported: any [`Environment`] with a uniform `P_B` (peptides, HyperGrid), the
-//! policy's trunk and `P_F` head (other heads get zero gradients, as on the CPU), ReLU,
-//! leaky ReLU (slope >= 0) and tanh, Adam and AdamW with the engine's groups, clipping
-//! and schedules. Not supported: a learned `P_B` ([`GpuError::Unsupported`]).
+//! policy's trunk, `P_F` head and a `log F` head on the shared trunk, ReLU, leaky ReLU (slope >= 0) and tanh, Adam and
+//! AdamW with the engine's groups, clipping and schedules. Not supported
+//! ([`GpuError::Unsupported`]): a learned `P_B`, a `log F` head on a trunk of its own,
+//! the entropy bonus, the batch control variate.
 
 use ndarray::Array2;
 
-use super::ops::{AdamScalars, RegressionLoss};
+use super::ops::AdamScalars;
 use super::{Act, Buf, GemmOp, Gpu, GpuError};
+use crate::autodiff::Tape;
 use crate::env::{Environment, LogReward};
 use crate::nn::{Adam, AdamKind, ParamStore};
+use crate::objective::{ControlVariate, Objective, ObjectiveConfig, Terms};
 use crate::policy::Policy;
 use crate::sampler::{assemble, uniform_log_pb, Exploration, Path, Trajectories};
 
 /// What one training step did.
 #[derive(Clone, Debug, Default)]
 pub struct GpuStepStats {
-    /// `mean_b g(t_b)` before the update.
+    /// The objective's reported value before the update (TB: `mean_b g(t_b)`).
     pub loss: f64,
     /// `log Z` before the update.
     pub log_z: f64,
@@ -45,23 +57,20 @@ pub struct GpuStepStats {
     pub transitions: usize,
 }
 
-/// Options of a TB step.
+/// Options of a GPU step.
 #[derive(Clone, Debug, PartialEq)]
-pub struct TbConfig {
+pub struct StepConfig {
     pub batch: usize,
     pub exploration: Exploration,
-    pub loss: RegressionLoss,
-    /// Clip of the residual inside `g'` (default 50).
-    pub clip: f64,
+    pub objective: ObjectiveConfig,
 }
 
-impl Default for TbConfig {
+impl Default for StepConfig {
     fn default() -> Self {
-        TbConfig {
+        StepConfig {
             batch: 64,
             exploration: Exploration::ON_POLICY,
-            loss: RegressionLoss::Squared,
-            clip: super::ops::DEFAULT_CLIP,
+            objective: ObjectiveConfig::default(),
         }
     }
 }
@@ -87,6 +96,8 @@ struct Workspace {
     h: Vec<Buf<f32>>,
     logp: Buf<f32>,
     log_pf: Buf<f32>,
+    log_f: Buf<f32>,
+    g_f: Buf<f32>,
     resid: Buf<f32>,
     value: Buf<f32>,
     gres: Buf<f32>,
@@ -106,6 +117,8 @@ struct Workspace {
 pub struct GpuTrainer {
     pub policy: Policy,
     layers: Vec<Layer>,
+    /// The `log F` head on the trunk's last hidden layer.
+    log_f_head: Option<Layer>,
     log_z: usize,
     shapes: Vec<(usize, usize)>,
     params: Vec<Buf<f32>>,
@@ -169,6 +182,23 @@ impl GpuTrainer {
             });
             fan_in = cols;
         }
+        let log_f_head = if policy.config.log_f {
+            if !policy.config.shared_trunk {
+                return Err(GpuError::Unsupported(
+                    "a log F head on a trunk of its own (the GPU step supports it on the shared trunk)".into(),
+                ));
+            }
+            let trunk_out = layers[layers.len() - 1].fan_in;
+            Some(Layer {
+                w: find("log_f.w")?,
+                b: find("log_f.b")?,
+                fan_in: trunk_out,
+                fan_out: 1,
+                act: Act::Identity,
+            })
+        } else {
+            None
+        };
         let member = store
             .iter()
             .map(|p| {
@@ -203,6 +233,8 @@ impl GpuTrainer {
             h: layers.iter().map(|_| z()).collect::<Result<Vec<_>, _>>()?,
             logp: z()?,
             log_pf: z()?,
+            log_f: z()?,
+            g_f: z()?,
             resid: z()?,
             value: z()?,
             gres: z()?,
@@ -220,6 +252,7 @@ impl GpuTrainer {
         Ok(GpuTrainer {
             policy: policy.clone(),
             layers,
+            log_f_head,
             log_z: policy.log_z.0,
             shapes,
             params,
@@ -371,15 +404,30 @@ impl GpuTrainer {
         Ok(assemble(env, paths, None))
     }
 
-    /// One TB update on the given trajectories (`log_r`: `log R` per trajectory).
+    /// One update of `objective` on the given trajectories (`log_r`: `log R` per trajectory).
     pub fn train_on<S>(
         &mut self,
         traj: &Trajectories<S>,
         log_r: &[f64],
-        loss: RegressionLoss,
-        clip: f64,
+        objective: &ObjectiveConfig,
     ) -> Result<GpuStepStats, GpuError> {
-        super::ops::validate_loss(loss, clip)?;
+        objective.validate()?;
+        super::ops::validate_loss(objective.g, objective.clip)?;
+        if objective.entropy_weight != 0.0 {
+            return Err(GpuError::Unsupported("the entropy bonus".into()));
+        }
+        if objective.cv == ControlVariate::Batch {
+            return Err(GpuError::Unsupported(
+                "the batch control variate (use `loo`)".into(),
+            ));
+        }
+        if objective.needs_log_f() && self.log_f_head.is_none() {
+            return Err(crate::Error::config(
+                "policy.log_f",
+                format!("the `{}` objective needs the log F head", objective.objective),
+            )
+            .into());
+        }
         let (b, rows) = (traj.len(), traj.n_transitions());
         if log_r.len() != b || b == 0 {
             return Err(GpuError::Shape(format!(
@@ -400,6 +448,7 @@ impl GpuTrainer {
             )));
         }
         // host -> device: the batch
+        let log_pb = uniform_log_pb(traj);
         let ws = &mut self.ws;
         ws.x.upload(traj.features.to_dense().as_slice().expect("standard layout"))?;
         let mask: Vec<u8> = traj.forward_masks.iter().map(|&m| m as u8).collect();
@@ -408,13 +457,13 @@ impl GpuTrainer {
             .upload(&traj.actions.iter().map(|&a| a as u32).collect::<Vec<_>>())?;
         ws.offsets
             .upload(&traj.offsets.iter().map(|&o| o as u32).collect::<Vec<_>>())?;
-        ws.log_pb.upload(&uniform_log_pb(traj))?;
+        ws.log_pb.upload(&log_pb)?;
         ws.log_r.upload(&log_r.iter().map(|&v| v as f32).collect::<Vec<_>>())?;
         let widest = self.layers.iter().map(|l| l.fan_out.max(l.fan_in)).max().unwrap_or(0);
         ws.logp.resize(rows * a_n)?;
         ws.d.resize(rows * widest)?;
         ws.d_next.resize(rows * widest)?;
-        for buf in [&mut ws.log_pf, &mut ws.coef] {
+        for buf in [&mut ws.log_pf, &mut ws.coef, &mut ws.log_f, &mut ws.g_f] {
             buf.resize(rows)?;
         }
         for buf in [&mut ws.resid, &mut ws.value, &mut ws.gres] {
@@ -427,28 +476,51 @@ impl GpuTrainer {
         let last = self.layers.len() - 1;
         g.log_softmax(rows, a_n, &ws.h[last], &ws.mask, &mut ws.logp)?;
         g.gather(rows, a_n, &ws.logp, &ws.actions, &mut ws.log_pf)?;
-        g.tb_residuals(
-            b,
-            &ws.offsets,
-            &ws.log_pf,
-            &ws.log_pb,
-            &ws.log_r,
-            &self.params[self.log_z],
-            &mut ws.resid,
-        )?;
-        g.regression(b, &ws.resid, loss, clip, 1.0 / b as f32, &mut ws.value, &mut ws.gres)?;
-        g.sum(b, &ws.value, false, 1.0 / b as f32, &mut ws.scratch, &mut ws.loss, 0)?;
-        // dL/dlog Z = -sum_b gres_b; dL/dlog P_F(row) = -gres_b of its trajectory
-        g.sum(
-            b,
-            &ws.gres,
-            false,
-            -1.0,
-            &mut ws.scratch,
-            &mut self.grads[self.log_z],
-            0,
-        )?;
-        g.broadcast_segments(b, &ws.offsets, &ws.gres, -1.0, &mut ws.coef)?;
+        if let Some(f) = &self.log_f_head {
+            let trunk_out = if last == 0 { &ws.x } else { &ws.h[last - 1] };
+            g.gemm(GemmOp::NN, rows, 1, f.fan_in, 1.0, trunk_out, &self.params[f.w], 0.0, &mut ws.log_f)?;
+            g.bias_act_inplace(rows, 1, &mut ws.log_f, &self.params[f.b], Act::Identity)?;
+        }
+        let log_z = self.params[self.log_z].download()?[0] as f64;
+        // dL/dlog P_F per transition into `coef`, dL/dlog F into `g_f`, dL/dlog Z into its gradient
+        let (loss_value, log_f_used) = if objective.objective == Objective::Tb {
+            g.tb_residuals(
+                b,
+                &ws.offsets,
+                &ws.log_pf,
+                &ws.log_pb,
+                &ws.log_r,
+                &self.params[self.log_z],
+                &mut ws.resid,
+            )?;
+            let (loss, clip) = (objective.g, objective.clip);
+            g.regression(b, &ws.resid, loss, clip, 1.0 / b as f32, &mut ws.value, &mut ws.gres)?;
+            g.sum(b, &ws.value, false, 1.0 / b as f32, &mut ws.scratch, &mut ws.loss, 0)?;
+            // dL/dlog Z = -sum_b gres_b; dL/dlog P_F(row) = -gres_b of its trajectory
+            g.sum(
+                b,
+                &ws.gres,
+                false,
+                -1.0,
+                &mut ws.scratch,
+                &mut self.grads[self.log_z],
+                0,
+            )?;
+            g.broadcast_segments(b, &ws.offsets, &ws.gres, -1.0, &mut ws.coef)?;
+            (ws.loss.download()?[0] as f64, false)
+        } else {
+            let log_f = match self.log_f_head {
+                Some(_) => Some(ws.log_f.download()?),
+                None => None,
+            };
+            let host = host_objective(objective, traj, log_r, &ws.log_pf.download()?, &log_pb, log_f.as_deref(), log_z)?;
+            ws.coef.upload(&host.d_log_pf)?;
+            self.grads[self.log_z].upload(&[host.d_log_z])?;
+            if let Some(gf) = &host.d_log_f {
+                ws.g_f.upload(gf)?;
+            }
+            (host.value, host.d_log_f.is_some())
+        };
         g.log_softmax_gather_backward(rows, a_n, &ws.logp, &ws.mask, &ws.actions, &ws.coef, &mut ws.d)?;
         for li in (0..self.layers.len()).rev() {
             let l = &self.layers[li];
@@ -482,14 +554,26 @@ impl GpuTrainer {
                 )?;
                 std::mem::swap(&mut ws.d, &mut ws.d_next);
             }
+            // the log F head reads the same trunk output as the P_F head
+            if let (true, Some(f)) = (li == last, &self.log_f_head) {
+                let zero = || vec![0f32; f.fan_in];
+                if log_f_used {
+                    g.gemm(GemmOp::TN, f.fan_in, 1, rows, 1.0, input, &ws.g_f, 0.0, &mut self.grads[f.w])?;
+                    g.col_sums(rows, 1, &ws.g_f, 0.0, &mut self.grads[f.b])?;
+                    if li > 0 {
+                        g.gemm(GemmOp::NT, rows, f.fan_in, 1, 1.0, &ws.g_f, &self.params[f.w], 1.0, &mut ws.d)?;
+                    }
+                } else {
+                    self.grads[f.w].upload(&zero())?;
+                    self.grads[f.b].upload(&[0.0])?;
+                }
+            }
         }
         // per-parameter squared norms -> per-group norms on the host
         for (i, grad) in self.grads.iter().enumerate() {
             g.sum_squares(grad.len(), grad, &mut ws.scratch64, &mut ws.norms, i)?;
         }
         let sq = ws.norms.download()?;
-        let loss_value = ws.loss.download()?[0] as f64;
-        let log_z = self.params[self.log_z].download()?[0] as f64;
         let stats = self.adam_update(&sq)?;
         Ok(GpuStepStats {
             loss: loss_value,
@@ -567,11 +651,61 @@ impl GpuTrainer {
         &mut self,
         env: &E,
         reward: &mut R,
-        config: &TbConfig,
+        config: &StepConfig,
     ) -> Result<(GpuStepStats, Trajectories<E::State>), GpuError> {
         let traj = self.sample(env, config.batch, config.exploration)?;
         let log_r = reward.log_rewards(&traj.terminals)?;
-        let stats = self.train_on(&traj, &log_r, config.loss, config.clip)?;
+        let stats = self.train_on(&traj, &log_r, &config.objective)?;
         Ok((stats, traj))
     }
+}
+
+/// The objective's value and its gradient with respect to each transition's
+/// `log P_F`, each `log F` and `log Z`.
+struct HostObjective {
+    value: f64,
+    d_log_pf: Vec<f32>,
+    d_log_f: Option<Vec<f32>>,
+    d_log_z: f32,
+}
+
+/// Evaluates `objective` on a host tape (`f64`) from the per-transition values the GPU
+/// computed: the engine's own objective code, so the GPU step trains exactly what the
+/// CPU trainer does.
+fn host_objective<S>(
+    objective: &ObjectiveConfig,
+    traj: &Trajectories<S>,
+    log_r: &[f64],
+    log_pf: &[f32],
+    log_pb: &[f32],
+    log_f: Option<&[f32]>,
+    log_z: f64,
+) -> Result<HostObjective, GpuError> {
+    let column = |v: &[f32]| Array2::from_shape_fn((v.len(), 1), |(i, _)| v[i] as f64);
+    let mut tape = Tape::<f64>::new();
+    let pf = tape.leaf(column(log_pf));
+    let f = log_f.map(|v| tape.leaf(column(v)));
+    let z = tape.leaf(Array2::from_elem((1, 1), log_z));
+    let terms = Terms {
+        offsets: traj.offsets.clone(),
+        log_pf: pf,
+        log_pb: tape.constant(column(log_pb)),
+        log_f: f,
+        log_r: tape.constant(Array2::from_shape_fn((log_r.len(), 1), |(i, _)| log_r[i])),
+        log_z: z,
+        entropy: None,
+    };
+    let out = objective.loss(&mut tape, &terms)?;
+    let grads = tape.backward(out.loss);
+    let flat = |v| -> Vec<f32> {
+        grads
+            .get(v)
+            .map_or_else(|| vec![0.0; log_pf.len()], |g| g.iter().map(|&x| x as f32).collect())
+    };
+    Ok(HostObjective {
+        value: out.value,
+        d_log_pf: flat(pf),
+        d_log_f: f.map(flat),
+        d_log_z: grads.get(z).map_or(0.0, |g| g[[0, 0]] as f32),
+    })
 }
