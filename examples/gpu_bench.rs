@@ -211,8 +211,7 @@ fn main() {
     for _ in 0..args.cpu_steps {
         let traj = sampler.sample(&env, &cpu.policy, &cpu.store, args.cpu_batch, Exploration::ON_POLICY);
         let lr = reward(&traj.terminals).expect("rewards");
-        cpu.train_on(&traj, &lr, &ObjectiveConfig::default())
-            .expect("CPU step");
+        cpu.train_on(&traj, &lr, &ObjectiveConfig::default()).expect("CPU step");
     }
     let cpu_secs = t.elapsed().as_secs_f64() / args.cpu_steps.max(1) as f64;
     let cpu_traj = args.cpu_batch as f64 / cpu_secs;

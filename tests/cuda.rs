@@ -1166,3 +1166,43 @@ fn unsupported_policy_is_refused_with_a_reason() {
         Ok(_) => panic!("a learned P_B was accepted"),
     }
 }
+
+#[test]
+fn unsupported_objective_options_are_refused_with_a_reason() {
+    let Some(g) = gpu("unsupported_objective_options_are_refused_with_a_reason") else {
+        return;
+    };
+    let env = HyperGrid::new(2, 4).unwrap();
+    let (policy, store) = policy_for(&env, &[8], Activation::Relu, 0);
+    let mut gt = GpuTrainer::new(g, &policy, &store, adam_for(&store), 0).unwrap();
+    let traj = Sampler::new(0).sample(&env, &policy, &store, 4, Exploration::ON_POLICY);
+    let log_r = vec![0.0; 4];
+    let cases = [
+        (
+            ObjectiveConfig {
+                entropy_weight: 0.1,
+                ..ObjectiveConfig::default()
+            },
+            "entropy",
+        ),
+        (
+            ObjectiveConfig {
+                objective: "rev-kl".parse().unwrap(),
+                cv: ControlVariate::Batch,
+                ..ObjectiveConfig::default()
+            },
+            "batch control variate",
+        ),
+        (
+            ObjectiveConfig {
+                objective: "db".parse().unwrap(),
+                ..ObjectiveConfig::default()
+            },
+            "log F",
+        ),
+    ];
+    for (objective, why) in cases {
+        let err = gt.train_on(&traj, &log_r, &objective).unwrap_err().to_string();
+        assert!(err.contains(why), "{why}: {err}");
+    }
+}

@@ -417,9 +417,7 @@ impl GpuTrainer {
             return Err(GpuError::Unsupported("the entropy bonus".into()));
         }
         if objective.cv == ControlVariate::Batch {
-            return Err(GpuError::Unsupported(
-                "the batch control variate (use `loo`)".into(),
-            ));
+            return Err(GpuError::Unsupported("the batch control variate (use `loo`)".into()));
         }
         if objective.needs_log_f() && self.log_f_head.is_none() {
             return Err(crate::Error::config(
@@ -478,7 +476,17 @@ impl GpuTrainer {
         g.gather(rows, a_n, &ws.logp, &ws.actions, &mut ws.log_pf)?;
         if let Some(f) = &self.log_f_head {
             let trunk_out = if last == 0 { &ws.x } else { &ws.h[last - 1] };
-            g.gemm(GemmOp::NN, rows, 1, f.fan_in, 1.0, trunk_out, &self.params[f.w], 0.0, &mut ws.log_f)?;
+            g.gemm(
+                GemmOp::NN,
+                rows,
+                1,
+                f.fan_in,
+                1.0,
+                trunk_out,
+                &self.params[f.w],
+                0.0,
+                &mut ws.log_f,
+            )?;
             g.bias_act_inplace(rows, 1, &mut ws.log_f, &self.params[f.b], Act::Identity)?;
         }
         let log_z = self.params[self.log_z].download()?[0] as f64;
@@ -513,7 +521,15 @@ impl GpuTrainer {
                 Some(_) => Some(ws.log_f.download()?),
                 None => None,
             };
-            let host = host_objective(objective, traj, log_r, &ws.log_pf.download()?, &log_pb, log_f.as_deref(), log_z)?;
+            let host = host_objective(
+                objective,
+                traj,
+                log_r,
+                &ws.log_pf.download()?,
+                &log_pb,
+                log_f.as_deref(),
+                log_z,
+            )?;
             ws.coef.upload(&host.d_log_pf)?;
             self.grads[self.log_z].upload(&[host.d_log_z])?;
             if let Some(gf) = &host.d_log_f {
@@ -558,10 +574,30 @@ impl GpuTrainer {
             if let (true, Some(f)) = (li == last, &self.log_f_head) {
                 let zero = || vec![0f32; f.fan_in];
                 if log_f_used {
-                    g.gemm(GemmOp::TN, f.fan_in, 1, rows, 1.0, input, &ws.g_f, 0.0, &mut self.grads[f.w])?;
+                    g.gemm(
+                        GemmOp::TN,
+                        f.fan_in,
+                        1,
+                        rows,
+                        1.0,
+                        input,
+                        &ws.g_f,
+                        0.0,
+                        &mut self.grads[f.w],
+                    )?;
                     g.col_sums(rows, 1, &ws.g_f, 0.0, &mut self.grads[f.b])?;
                     if li > 0 {
-                        g.gemm(GemmOp::NT, rows, f.fan_in, 1, 1.0, &ws.g_f, &self.params[f.w], 1.0, &mut ws.d)?;
+                        g.gemm(
+                            GemmOp::NT,
+                            rows,
+                            f.fan_in,
+                            1,
+                            1.0,
+                            &ws.g_f,
+                            &self.params[f.w],
+                            1.0,
+                            &mut ws.d,
+                        )?;
                     }
                 } else {
                     self.grads[f.w].upload(&zero())?;
