@@ -11,7 +11,7 @@ use clap::Parser;
 use gflownet::error::{Error, Result};
 use gflownet::replay::ReplayKind;
 use gflownet::sampler::Exploration;
-use gflownet::train::{objective_from_flags, EnvConfig, EvalReport, Observer, StepMetrics, TrainConfig};
+use gflownet::train::{objective_from_flags, EnvConfig, EvalReport, LogZInit, Observer, StepMetrics, TrainConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
 
@@ -59,6 +59,12 @@ struct Args {
     lr: Option<f64>,
     #[arg(long)]
     log_z_lr: Option<f64>,
+    /// How log Z starts: config (policy.log_z_init, 0 by default) | batch-estimate (the first batch's estimate)
+    #[arg(long)]
+    log_z_init: Option<String>,
+    /// Global-norm clip of the network's gradient; 0 turns clipping off.
+    #[arg(long)]
+    clip_norm: Option<f64>,
     #[arg(long)]
     epsilon: Option<f64>,
     #[arg(long)]
@@ -107,6 +113,21 @@ fn resolve(a: &Args) -> Result<TrainConfig> {
     set!(c.reward.exponent, a.reward_exponent);
     set!(c.eval.every, a.eval_every);
     set!(c.checkpoint_every, a.checkpoint_every);
+    if let Some(init) = &a.log_z_init {
+        c.optimizer.log_z_init = match init.as_str() {
+            "config" => LogZInit::Config,
+            "batch-estimate" | "batch_estimate" => LogZInit::BatchEstimate,
+            other => {
+                return Err(Error::config(
+                    "log-z-init",
+                    format!("unknown `{other}`; allowed: config, batch-estimate"),
+                ))
+            }
+        };
+    }
+    if let Some(clip) = a.clip_norm {
+        c.optimizer.clip_norm = (clip != 0.0).then_some(clip);
+    }
     if a.reward_cmd.is_some() {
         c.reward.command = a.reward_cmd.clone();
     }
