@@ -270,18 +270,37 @@ fn panel(area: &DrawingArea<SVGBackend, plotters::coord::Shift>, title: &str, li
         .draw();
 }
 
-/// Training curves: loss, log Z against its batch estimate, residual mean and
-/// spread, mean reward, diversity and unique ratio.
+/// `log10` of a non-negative series (zeros and negatives dropped).
+fn log10(s: Series) -> Series {
+    s.into_iter()
+        .filter(|p| p.1 > 0.0)
+        .map(|(x, y)| (x, y.log10()))
+        .collect()
+}
+
+/// `f(row)` for each metrics row that has a step and the keys `f` reads.
+fn derived(rows: &[serde_json::Value], f: impl Fn(&serde_json::Value) -> Option<f64>) -> Series {
+    rows.iter()
+        .filter_map(|r| Some((r.get("step")?.as_f64()?, f(r)?)))
+        .filter(|(_, y)| y.is_finite())
+        .collect()
+}
+
+/// Training curves: loss (linear, and on a log scale split into the squared
+/// gap between the batch estimate and the learned log Z and the residual
+/// variance, whose sum is the squared-TB loss), log Z against its batch
+/// estimate, residual mean and spread, mean reward, diversity, unique ratio,
+/// sum log P_F and calibration.
 fn draw_report(out: &Path) -> Result<()> {
     let m = read_jsonl(&out.join("metrics.jsonl"));
     let e = read_jsonl(&out.join("eval.jsonl"));
     let path = out.join("report.svg");
-    let root = SVGBackend::new(&path, (1200, 1000)).into_drawing_area();
+    let root = SVGBackend::new(&path, (1200, 1320)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| Error::Io {
         path: path.display().to_string(),
         source: std::io::Error::other(e.to_string()),
     })?;
-    let areas = root.split_evenly((3, 2));
+    let areas = root.split_evenly((4, 2));
     let div: Series = e
         .iter()
         .filter_map(|r| {
@@ -291,9 +310,27 @@ fn draw_report(out: &Path) -> Result<()> {
             ))
         })
         .collect();
+    let f = |r: &serde_json::Value, k: &str| r.get(k).and_then(|v| v.as_f64());
     panel(&areas[0], "loss", &[("loss", series(&m, "loss"), RED)]);
     panel(
         &areas[1],
+        "log10: loss = gap^2 + variance (squared TB)",
+        &[
+            ("loss", log10(series(&m, "loss")), RED),
+            (
+                "(estimate - log Z)^2",
+                log10(derived(&m, |r| Some(f(r, "residual_mean")?.powi(2)))),
+                BLUE,
+            ),
+            (
+                "residual variance",
+                log10(derived(&m, |r| Some(f(r, "residual_std")?.powi(2)))),
+                GREEN,
+            ),
+        ],
+    );
+    panel(
+        &areas[2],
         "log Z",
         &[
             ("learned log Z", series(&m, "log_z"), BLUE),
@@ -301,7 +338,7 @@ fn draw_report(out: &Path) -> Result<()> {
         ],
     );
     panel(
-        &areas[2],
+        &areas[3],
         "TB residual",
         &[
             ("mean", series(&m, "residual_mean"), BLUE),
@@ -309,7 +346,7 @@ fn draw_report(out: &Path) -> Result<()> {
         ],
     );
     panel(
-        &areas[3],
+        &areas[4],
         "reward (eval)",
         &[
             ("mean", series(&e, "mean_reward"), BLUE),
@@ -317,12 +354,12 @@ fn draw_report(out: &Path) -> Result<()> {
         ],
     );
     panel(
-        &areas[4],
+        &areas[5],
         "diversity (eval, duplicates counted)",
         &[("diversity", div, BLUE)],
     );
     panel(
-        &areas[5],
+        &areas[6],
         "unique ratio (eval) and sum log P_F / 100",
         &[
             ("unique ratio", series(&e, "unique_ratio"), BLUE),
@@ -334,6 +371,14 @@ fn draw_report(out: &Path) -> Result<()> {
                     .collect(),
                 RED,
             ),
+        ],
+    );
+    panel(
+        &areas[7],
+        "calibration of log P_F(x) on log R(x) (eval)",
+        &[
+            ("slope", series(&e, "calibration_slope"), BLUE),
+            ("Pearson r", series(&e, "calibration_pearson"), RED),
         ],
     );
     root.present().map_err(|e| Error::Io {
