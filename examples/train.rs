@@ -255,7 +255,7 @@ fn panel(area: &DrawingArea<SVGBackend, plotters::coord::Shift>, title: &str, li
     else {
         return;
     };
-    let _ = chart.configure_mesh().x_desc("step").draw();
+    let _ = chart.configure_mesh().max_light_lines(0).x_desc("step").draw();
     for (name, data, color) in lines {
         let color = *color;
         if let Ok(s) = chart.draw_series(LineSeries::new(data.iter().copied(), color.stroke_width(2))) {
