@@ -43,6 +43,10 @@ struct Args {
     /// squared | linex1 | linex0.5 | cosh | linex:<alpha>
     #[arg(long)]
     g: Option<String>,
+    /// Clip on the residual inside g' (objective.clip, default 50): beyond it the
+    /// gradient is that of the clip
+    #[arg(long)]
+    residual_clip: Option<f64>,
     /// Renyi / Tsallis alpha
     #[arg(long)]
     alpha: Option<f64>,
@@ -154,6 +158,9 @@ fn resolve(a: &Args) -> Result<TrainConfig> {
         if !c.objective.objective.is_balance() && a.replay.is_none() {
             c.replay.kind = ReplayKind::None; // the divergences are on-policy estimators
         }
+    }
+    if let Some(clip) = a.residual_clip {
+        c.objective.clip = clip;
     }
     if let Some(r) = &a.replay {
         c.replay.kind = match r.as_str() {

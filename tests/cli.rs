@@ -42,6 +42,8 @@ fn invalid_flags_are_refused_naming_the_option() {
         (&["--reward-exponent=-1"], "`reward.exponent`"),
         (&["--log-z-init", "sometimes"], "`log-z-init`"),
         (&["--clip-norm=-1"], "`optimizer.clip_norm`"),
+        (&["--residual-clip", "0"], "`objective.clip`"),
+        (&["--g", "cosh", "--residual-clip", "100"], "`objective.clip`"),
     ];
     for (args, expect) in cases {
         let mut all = args.to_vec();
@@ -85,6 +87,9 @@ fn log_z_init_and_clip_norm_flags_reach_the_config() {
     let set = config(&["--log-z-init", "config", "--clip-norm", "0"]);
     assert_eq!(set["optimizer"]["log_z_init"], "config");
     assert!(set["optimizer"]["clip_norm"].is_null());
+    assert_eq!(default["objective"]["clip"], 50.0);
+    let set = config(&["--g", "squared", "--residual-clip", "1e9"]);
+    assert_eq!(set["objective"]["clip"], 1e9);
     let set = config(&["--log-z-init", "batch-estimate", "--clip-norm", "2.5"]);
     assert_eq!(set["optimizer"]["log_z_init"], "batch_estimate");
     assert_eq!(set["optimizer"]["clip_norm"], 2.5);
