@@ -107,6 +107,17 @@ def main():
     for name in order:
         rs = rows[name]
         print(f"| {name} | {len(rs)} | " + " | ".join(fmt([r[k] for r in rs], d) for k, _, d in COLS) + " |")
+    # the same evaluation of a uniformly random policy (baseline.json), over the first variant's seeds
+    base = []
+    for f in sorted(glob.glob(os.path.join(a.root, f"{order[0]}-s*", "baseline.json"))):
+        with open(f) as fh:
+            e = json.load(fh)
+        base.append({"reward": e["mean_reward"], "top10": e["top10_reward"],
+                     "div": (e.get("sequences") or {}).get("diversity"), "uniq": e["unique_ratio"],
+                     "slope": e.get("calibration_slope"), "r": e.get("calibration_pearson")})
+    if base:
+        print(f"| uniformly random policy | {len(base)} | " + " | ".join(
+            fmt([b[k] for b in base], d) if k in base[0] else "-" for k, _, d in COLS) + " |")
 
 
 if __name__ == "__main__":
