@@ -11,6 +11,7 @@ noise; the quality columns are the final evaluation's.
     scripts/explosion_table.py RUNS_ROOT [--tail 10] [--order "baseline ..."]
 """
 import argparse
+import csv
 import glob
 import json
 import math
@@ -47,7 +48,28 @@ def run_row(d, tail):
         "slope": e.get("calibration_slope"),
         "r": e.get("calibration_pearson"),
         "steps": s["steps"],
+        **(importance(d) or {}),
         "sps": s["steps_per_second"],
+    }
+
+
+def importance(d):
+    """Self-normalised importance sampling from the final samples (samples.csv:
+    reward, log_pf; log P_B = 0 on this tree): log Z = log mean R/P_F, the
+    target's mean reward sum(w R) / sum(w) with w = R/P_F, and the effective
+    sample size of w. Reliable only where the ESS is not tiny."""
+    with open(os.path.join(d, "samples.csv")) as f:
+        rows = [(float(r["reward"]), float(r["log_pf"])) for r in csv.DictReader(f)]
+    rows = [(r, lp) for r, lp in rows if r > 0]
+    if not rows:
+        return None
+    lw = [math.log(r) - lp for r, lp in rows]
+    top = max(lw)
+    w = [math.exp(x - top) for x in lw]
+    return {
+        "is_log_z": top + math.log(sum(w) / len(w)),
+        "is_reward": sum(wi * r for wi, (r, _) in zip(w, rows)) / sum(w),
+        "ess": sum(w) ** 2 / sum(x * x for x in w),
     }
 
 
@@ -118,6 +140,17 @@ def main():
     if base:
         print(f"| uniformly random policy | {len(base)} | " + " | ".join(
             fmt([b[k] for b in base], d) if k in base[0] else "-" for k, _, d in COLS) + " |")
+
+    print()
+    print("Target of the sampler by self-normalised importance sampling from the final samples "
+          "(w = R/P_F; trust it only where the ESS is not tiny):")
+    print()
+    print("| variant | IS log Z | target mean reward | ESS of 512 |")
+    print("|---|---|---|---|")
+    for name in order:
+        rs = [r for r in rows[name] if "ess" in r]
+        print(f"| {name} | {fmt([r['is_log_z'] for r in rs], 2)} | {fmt([r['is_reward'] for r in rs], 3)} | "
+              f"{fmt([r['ess'] for r in rs], 0)} |")
 
 
 if __name__ == "__main__":
