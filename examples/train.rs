@@ -11,7 +11,7 @@ use clap::Parser;
 use gflownet::error::{Error, Result};
 use gflownet::replay::ReplayKind;
 use gflownet::sampler::Exploration;
-use gflownet::train::{objective_from_flags, EnvConfig, EvalReport, Observer, StepMetrics, TrainConfig};
+use gflownet::train::{objective_from_flags, EnvConfig, EvalReport, LogZInit, Observer, StepMetrics, TrainConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
 
@@ -43,6 +43,10 @@ struct Args {
     /// squared | linex1 | linex0.5 | cosh | linex:<alpha>
     #[arg(long)]
     g: Option<String>,
+    /// Clip on the residual inside g' (objective.clip, default 50): beyond it the
+    /// gradient is that of the clip
+    #[arg(long)]
+    residual_clip: Option<f64>,
     /// Renyi / Tsallis alpha
     #[arg(long)]
     alpha: Option<f64>,
@@ -59,6 +63,12 @@ struct Args {
     lr: Option<f64>,
     #[arg(long)]
     log_z_lr: Option<f64>,
+    /// How log Z starts: config (policy.log_z_init, 0 by default) | batch-estimate (the first batch's estimate)
+    #[arg(long)]
+    log_z_init: Option<String>,
+    /// Global-norm clip of the network's gradient; 0 turns clipping off.
+    #[arg(long)]
+    clip_norm: Option<f64>,
     #[arg(long)]
     epsilon: Option<f64>,
     #[arg(long)]
@@ -107,6 +117,21 @@ fn resolve(a: &Args) -> Result<TrainConfig> {
     set!(c.reward.exponent, a.reward_exponent);
     set!(c.eval.every, a.eval_every);
     set!(c.checkpoint_every, a.checkpoint_every);
+    if let Some(init) = &a.log_z_init {
+        c.optimizer.log_z_init = match init.as_str() {
+            "config" => LogZInit::Config,
+            "batch-estimate" | "batch_estimate" => LogZInit::BatchEstimate,
+            other => {
+                return Err(Error::config(
+                    "log-z-init",
+                    format!("unknown `{other}`; allowed: config, batch-estimate"),
+                ))
+            }
+        };
+    }
+    if let Some(clip) = a.clip_norm {
+        c.optimizer.clip_norm = (clip != 0.0).then_some(clip);
+    }
     if a.reward_cmd.is_some() {
         c.reward.command = a.reward_cmd.clone();
     }
@@ -133,6 +158,9 @@ fn resolve(a: &Args) -> Result<TrainConfig> {
         if !c.objective.objective.is_balance() && a.replay.is_none() {
             c.replay.kind = ReplayKind::None; // the divergences are on-policy estimators
         }
+    }
+    if let Some(clip) = a.residual_clip {
+        c.objective.clip = clip;
     }
     if let Some(r) = &a.replay {
         c.replay.kind = match r.as_str() {
@@ -234,7 +262,7 @@ fn panel(area: &DrawingArea<SVGBackend, plotters::coord::Shift>, title: &str, li
     else {
         return;
     };
-    let _ = chart.configure_mesh().x_desc("step").draw();
+    let _ = chart.configure_mesh().max_light_lines(0).x_desc("step").draw();
     for (name, data, color) in lines {
         let color = *color;
         if let Ok(s) = chart.draw_series(LineSeries::new(data.iter().copied(), color.stroke_width(2))) {
@@ -249,18 +277,37 @@ fn panel(area: &DrawingArea<SVGBackend, plotters::coord::Shift>, title: &str, li
         .draw();
 }
 
-/// Training curves: loss, log Z against its batch estimate, residual mean and
-/// spread, mean reward, diversity and unique ratio.
+/// `log10` of a non-negative series (zeros and negatives dropped).
+fn log10(s: Series) -> Series {
+    s.into_iter()
+        .filter(|p| p.1 > 0.0)
+        .map(|(x, y)| (x, y.log10()))
+        .collect()
+}
+
+/// `f(row)` for each metrics row that has a step and the keys `f` reads.
+fn derived(rows: &[serde_json::Value], f: impl Fn(&serde_json::Value) -> Option<f64>) -> Series {
+    rows.iter()
+        .filter_map(|r| Some((r.get("step")?.as_f64()?, f(r)?)))
+        .filter(|(_, y)| y.is_finite())
+        .collect()
+}
+
+/// Training curves: loss (linear, and on a log scale split into the squared
+/// gap between the batch estimate and the learned log Z and the residual
+/// variance, whose sum is the squared-TB loss), log Z against its batch
+/// estimate, residual mean and spread, mean reward, diversity, unique ratio,
+/// sum log P_F and calibration.
 fn draw_report(out: &Path) -> Result<()> {
     let m = read_jsonl(&out.join("metrics.jsonl"));
     let e = read_jsonl(&out.join("eval.jsonl"));
     let path = out.join("report.svg");
-    let root = SVGBackend::new(&path, (1200, 1000)).into_drawing_area();
+    let root = SVGBackend::new(&path, (1200, 1320)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| Error::Io {
         path: path.display().to_string(),
         source: std::io::Error::other(e.to_string()),
     })?;
-    let areas = root.split_evenly((3, 2));
+    let areas = root.split_evenly((4, 2));
     let div: Series = e
         .iter()
         .filter_map(|r| {
@@ -270,9 +317,27 @@ fn draw_report(out: &Path) -> Result<()> {
             ))
         })
         .collect();
+    let f = |r: &serde_json::Value, k: &str| r.get(k).and_then(|v| v.as_f64());
     panel(&areas[0], "loss", &[("loss", series(&m, "loss"), RED)]);
     panel(
         &areas[1],
+        "log10: loss = gap^2 + variance (squared TB)",
+        &[
+            ("loss", log10(series(&m, "loss")), RED),
+            (
+                "(estimate - log Z)^2",
+                log10(derived(&m, |r| Some(f(r, "residual_mean")?.powi(2)))),
+                BLUE,
+            ),
+            (
+                "residual variance",
+                log10(derived(&m, |r| Some(f(r, "residual_std")?.powi(2)))),
+                GREEN,
+            ),
+        ],
+    );
+    panel(
+        &areas[2],
         "log Z",
         &[
             ("learned log Z", series(&m, "log_z"), BLUE),
@@ -280,7 +345,7 @@ fn draw_report(out: &Path) -> Result<()> {
         ],
     );
     panel(
-        &areas[2],
+        &areas[3],
         "TB residual",
         &[
             ("mean", series(&m, "residual_mean"), BLUE),
@@ -288,7 +353,7 @@ fn draw_report(out: &Path) -> Result<()> {
         ],
     );
     panel(
-        &areas[3],
+        &areas[4],
         "reward (eval)",
         &[
             ("mean", series(&e, "mean_reward"), BLUE),
@@ -296,12 +361,12 @@ fn draw_report(out: &Path) -> Result<()> {
         ],
     );
     panel(
-        &areas[4],
+        &areas[5],
         "diversity (eval, duplicates counted)",
         &[("diversity", div, BLUE)],
     );
     panel(
-        &areas[5],
+        &areas[6],
         "unique ratio (eval) and sum log P_F / 100",
         &[
             ("unique ratio", series(&e, "unique_ratio"), BLUE),
@@ -313,6 +378,14 @@ fn draw_report(out: &Path) -> Result<()> {
                     .collect(),
                 RED,
             ),
+        ],
+    );
+    panel(
+        &areas[7],
+        "calibration of log P_F(x) on log R(x) (eval)",
+        &[
+            ("slope", series(&e, "calibration_slope"), BLUE),
+            ("Pearson r", series(&e, "calibration_pearson"), RED),
         ],
     );
     root.present().map_err(|e| Error::Io {

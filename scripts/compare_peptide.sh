@@ -15,12 +15,8 @@ while [ $# -gt 0 ]; do
     *) out=$1; shift ;;
   esac
 done
-if [ -n "${TRAIN_BIN:-}" ]; then
-  bin=$TRAIN_BIN   # a prebuilt binary (so rebuilding the tree during a long grid changes nothing)
-else
-  cargo build --release --example train >&2
-  bin=target/release/examples/train
-fi
+. scripts/common.sh
+bin=$(train_bin)
 mkdir -p "$out"
 for s in $seeds; do
   for g in squared linex1 linex0.5 cosh; do

@@ -40,6 +40,10 @@ fn invalid_flags_are_refused_naming_the_option() {
         (&["--replay", "sometimes"], "`replay`"),
         (&["--objective", "rev-kl", "--replay", "prioritized"], "`replay.kind`"),
         (&["--reward-exponent=-1"], "`reward.exponent`"),
+        (&["--log-z-init", "sometimes"], "`log-z-init`"),
+        (&["--clip-norm=-1"], "`optimizer.clip_norm`"),
+        (&["--residual-clip", "0"], "`objective.clip`"),
+        (&["--g", "cosh", "--residual-clip", "100"], "`objective.clip`"),
     ];
     for (args, expect) in cases {
         let mut all = args.to_vec();
@@ -64,6 +68,31 @@ fn invalid_flags_are_refused_naming_the_option() {
     let (ok, stderr) = run(&["--config", cfg.to_str().unwrap(), "--out", d]);
     assert!(!ok && stderr.contains("batch"), "{stderr}");
     assert!(!dir.exists());
+}
+
+#[test]
+fn log_z_init_and_clip_norm_flags_reach_the_config() {
+    let config = |args: &[&str]| -> serde_json::Value {
+        let out = Command::new(example("train"))
+            .arg("--print-config")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let default = config(&[]);
+    assert_eq!(default["optimizer"]["log_z_init"], "batch_estimate");
+    assert_eq!(default["optimizer"]["clip_norm"], 10.0);
+    let set = config(&["--log-z-init", "config", "--clip-norm", "0"]);
+    assert_eq!(set["optimizer"]["log_z_init"], "config");
+    assert!(set["optimizer"]["clip_norm"].is_null());
+    assert_eq!(default["objective"]["clip"], 50.0);
+    let set = config(&["--g", "squared", "--residual-clip", "1e9"]);
+    assert_eq!(set["objective"]["clip"], 1e9);
+    let set = config(&["--log-z-init", "batch-estimate", "--clip-norm", "2.5"]);
+    assert_eq!(set["optimizer"]["log_z_init"], "batch_estimate");
+    assert_eq!(set["optimizer"]["clip_norm"], 2.5);
 }
 
 #[test]

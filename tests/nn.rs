@@ -108,6 +108,30 @@ fn groups_have_their_own_rates_and_clipping() {
 }
 
 #[test]
+fn a_huge_finite_gradient_still_moves_an_f32_parameter() {
+    // 5e21 is finite in f32 but its square is not: without the overflow guard
+    // `v` became inf and the parameter never moved (log Z under Linex(1) at a
+    // residual of 50). Adam should move it by about its learning rate per step,
+    // as it does for a gradient of 1.
+    for g in [1.0f32, 5e21, -3e30] {
+        let mut store = ParamStore::<f32>::new();
+        let id = store.add("log_z", "log_z", Array2::zeros((1, 1)));
+        let mut opt = Adam::new(AdamKind::Adam, vec![GroupConfig::new("log_z", 0.01)], &store).unwrap();
+        for step in 1..=3 {
+            let mut grads = vec![Array2::from_elem((1, 1), g)];
+            let stats = opt.step(&mut store, &mut grads).unwrap();
+            assert_eq!(stats.clipped[0], g.abs() > 1e15, "gradient {g}");
+            let moved = store.value(id)[[0, 0]];
+            let expect = -0.01 * step as f32 * g.signum();
+            assert!(
+                (moved - expect).abs() < 1e-5,
+                "gradient {g}, step {step}: {moved} vs {expect}"
+            );
+        }
+    }
+}
+
+#[test]
 fn non_finite_gradient_is_refused_without_touching_weights() {
     let mut store = ParamStore::<f32>::new();
     store.add("w", "net", Array2::from_elem((1, 2), 1.0));

@@ -64,10 +64,20 @@ pub enum AdamKind {
 pub struct StepStats {
     /// Global gradient norm before clipping.
     pub grad_norm: Vec<f64>,
-    /// Whether clipping scaled the gradient down.
+    /// Whether clipping (or the overflow guard) scaled the gradient down.
     pub clipped: Vec<bool>,
     /// Learning rate used (base rate times the schedule's factor).
     pub lr: Vec<f64>,
+}
+
+/// Largest group gradient norm Adam uses as is in `T`: its square times the
+/// accumulation stays far from overflow (1e15 in `f32`, 1e150 in `f64`).
+fn max_grad_norm<T: Scalar>() -> f64 {
+    if T::from_f64(1e300).is_finite() {
+        1e150
+    } else {
+        1e15
+    }
 }
 
 /// Adam (Kingma & Ba 2015) with bias correction; state is serializable for checkpoints.
@@ -163,6 +173,13 @@ impl<T: Scalar> Adam<T> {
                 Some(c) if norm > c => c / norm,
                 _ => 1.0,
             };
+            // Overflow guard: the squared gradient must fit the moment's type,
+            // else `v` becomes inf and the update silently becomes 0 (e.g. the
+            // log Z gradient of Linex(1) at a residual of 50, about 5e21, in f32).
+            // Adam's step hardly depends on the gradient's scale, so scaling
+            // such a group down keeps the update it would have made.
+            let limit = max_grad_norm::<T>();
+            let scale = if norm * scale > limit { limit / norm } else { scale };
             stats.grad_norm.push(norm);
             stats.clipped.push(scale < 1.0);
             stats.lr.push(self.lr(k));
