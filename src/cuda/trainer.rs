@@ -645,6 +645,9 @@ impl GpuTrainer {
                 Some(c) if norm > c => c / norm,
                 _ => 1.0,
             };
+            // the CPU optimizer's guard: the squared gradient must fit the f32 moments
+            let limit = crate::nn::max_grad_norm::<f32>();
+            let scale = if norm * scale > limit { limit / norm } else { scale };
             norms.push(norm);
             clipped.push(scale < 1.0);
             lrs.push(self.adam.lr(k));

@@ -72,7 +72,7 @@ pub struct StepStats {
 
 /// Largest group gradient norm Adam uses as is in `T`: its square times the
 /// accumulation stays far from overflow (1e15 in `f32`, 1e150 in `f64`).
-fn max_grad_norm<T: Scalar>() -> f64 {
+pub(crate) fn max_grad_norm<T: Scalar>() -> f64 {
     if T::from_f64(1e300).is_finite() {
         1e150
     } else {
