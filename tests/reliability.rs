@@ -73,6 +73,12 @@ fn comparable(file: &str, bytes: Vec<u8>) -> Vec<u8> {
 /// Asserts every run file of `dir` equals the uninterrupted `reference`'s,
 /// then removes both runs and the config file.
 fn assert_same_run_and_clean(reference: PathBuf, dir: PathBuf, cfg: PathBuf, after: &str) {
+    let litter: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(litter.is_empty(), "temp files left after {after}: {litter:?}");
     for f in RUN_FILES {
         assert!(
             comparable(f, read(&reference.join(f))) == comparable(f, read(&dir.join(f))),

@@ -107,6 +107,7 @@ pub fn resume(out: &Path, observer: &mut dyn Observer) -> Result<RunSummary> {
     let path = out.join("config.json");
     let text = fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let config = TrainConfig::from_json(&text)?;
+    remove_stale_temp_files(out)?;
     dispatch(config, out, true, observer)
 }
 
@@ -139,6 +140,21 @@ fn dispatch(config: TrainConfig, out: &Path, resuming: bool, observer: &mut dyn 
             drive(Trainer::new(config, env, reward)?, out, resuming, observer)
         }
     }
+}
+
+/// Removes the `.NAME.PID-N.tmp` files that a process killed inside
+/// [`checkpoint::atomic_write`] leaves next to the run files (the file itself
+/// is intact: the old or the new version).
+fn remove_stale_temp_files(out: &Path) -> Result<()> {
+    for entry in fs::read_dir(out).map_err(|e| Error::io(out, e))? {
+        let entry = entry.map_err(|e| Error::io(out, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".tmp") && entry.file_type().is_ok_and(|t| t.is_file()) {
+            fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+        }
+    }
+    Ok(())
 }
 
 fn append_line(path: &Path, line: &str) -> Result<()> {
