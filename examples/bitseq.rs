@@ -4,13 +4,16 @@
 //!
 //! `cargo run --release --example bitseq -- --objective tb --g linex1 --steps 2000 --eval-every 100 --seed 0`
 //!
-//! Every `--eval-every` steps it prints one JSON line: `step` (steps done),
+//! Every `--eval-every` steps it prints one JSON line: the run's `objective`,
+//! `g`, `seed`, `steps` (total) and `hidden`; `step` (steps done),
 //! `modes_found` (modes within Hamming distance `--radius` = 30 of at least one
 //! of **all the training samples drawn so far**, exploration included, as the
 //! paper counts them), `all_found_step` (the first step at which all modes were
-//! found, else null), `mean_log_r` (mean on-policy `log R` over the steps since
-//! the previous line), `loss` and `log_z` (at the last step). The last line has
-//! `"final": true` and the run's settings.
+//! found, else null), `best_log_r` (the highest `log R` of those samples: `-2 *`
+//! the closest approach to a mode), `mean_log_r` (mean on-policy `log R` over the steps since
+//! the previous line), and at the last step `loss`, `log_z`, the TB residual's batch
+//! mean `residual_mean`, `mean_sum_log_pf` and `log_z_grad`. The last line has
+//! `"final": true`, `n_modes` and `ms_per_step` (wall clock).
 //!
 //! The paper's squared loss is `t^2 / 2`; this engine's `squared` is `t^2`,
 //! which only doubles the gradient (Adam is nearly invariant to that scale).
@@ -82,12 +85,16 @@ struct Tracked {
     radius: u32,
     found: Vec<bool>,
     n_found: usize,
+    /// The highest `log R` scored so far (`-2 *` the closest approach to a mode).
+    best: f64,
 }
 
 impl LogReward<BitSequenceState> for Tracked {
     fn log_rewards(&mut self, xs: &[BitSequenceState]) -> gflownet::error::Result<Vec<f64>> {
         self.n_found = self.reward.mark_found(xs, self.radius, &mut self.found)?;
-        self.reward.log_rewards(xs)
+        let log_r = self.reward.log_rewards(xs)?;
+        self.best = log_r.iter().copied().fold(self.best, f64::max);
+        Ok(log_r)
     }
 }
 
@@ -129,8 +136,10 @@ fn run(args: Args) -> gflownet::error::Result<()> {
         reward,
         radius: args.radius,
         n_found: 0,
+        best: f64::NEG_INFINITY,
     };
     let mut trainer = Trainer::new(cfg, env, tracked)?;
+    let g = trainer.config.objective.g.to_string();
     let n_modes = args.modes;
     let (mut sum_log_r, mut n_log_r) = (0.0, 0u64);
     let mut all_found_step = None;
@@ -147,25 +156,15 @@ fn run(args: Args) -> gflownet::error::Result<()> {
         let last = step == args.steps;
         if last || (args.eval_every > 0 && step % args.eval_every == 0) {
             let mut line = serde_json::json!({
-                "step": step, "modes_found": found, "all_found_step": all_found_step,
+                "objective": objective, "g": g, "seed": args.seed, "steps": args.steps, "hidden": args.hidden,
+                "step": step, "modes_found": found, "all_found_step": all_found_step, "best_log_r": trainer.reward.best,
                 "mean_log_r": sum_log_r / n_log_r as f64, "loss": m.loss, "log_z": m.log_z,
+                "residual_mean": m.residual_mean, "mean_sum_log_pf": m.mean_sum_log_pf, "log_z_grad": m.log_z_grad,
             });
             if last {
-                line.as_object_mut().unwrap().extend([
-                    ("final".to_string(), serde_json::json!(true)),
-                    ("objective".to_string(), serde_json::json!(args.objective)),
-                    (
-                        "g".to_string(),
-                        serde_json::json!(trainer.config.objective.g.to_string()),
-                    ),
-                    ("seed".to_string(), serde_json::json!(args.seed)),
-                    ("hidden".to_string(), serde_json::json!(args.hidden)),
-                    ("n_modes".to_string(), serde_json::json!(n_modes)),
-                    (
-                        "ms_per_step".to_string(),
-                        serde_json::json!(1e3 * clock.elapsed().as_secs_f64() / args.steps as f64),
-                    ),
-                ]);
+                let ms = 1e3 * clock.elapsed().as_secs_f64() / args.steps as f64;
+                let extra = serde_json::json!({"final": true, "n_modes": n_modes, "ms_per_step": ms});
+                line.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
             }
             writeln!(out, "{line}").map_err(|e| gflownet::Error::io("stdout", e))?;
             out.flush().ok();
