@@ -5,7 +5,7 @@
 //! `cargo run --release --example bitseq -- --objective tb --g linex1 --steps 2000 --eval-every 100 --seed 0`
 //!
 //! Every `--eval-every` steps it prints one JSON line: the run's `objective`,
-//! `g`, `seed`, `steps` (total) and `hidden`; `step` (steps done),
+//! `g`, `seed`, `steps` (total), `hidden` and `log_z_init`; `step` (steps done),
 //! `modes_found` (modes within Hamming distance `--radius` = 30 of at least one
 //! of **all the training samples drawn so far**, exploration included, as the
 //! paper counts them), `all_found_step` (the first step at which all modes were
@@ -26,7 +26,7 @@ use std::time::Instant;
 use clap::Parser;
 use gflownet::env::{BitSequence, BitSequenceReward, BitSequenceState, LogReward};
 use gflownet::sampler::Exploration;
-use gflownet::train::{objective_from_flags, TrainConfig, Trainer};
+use gflownet::train::{objective_from_flags, LogZInit, TrainConfig, Trainer};
 
 #[derive(Parser, Debug)]
 #[command(about = "Train a GFlowNet on bit sequences and count the modes found")]
@@ -68,6 +68,10 @@ struct Args {
     lr: f64,
     #[arg(long, default_value_t = 2e-3)]
     log_z_lr: f64,
+    /// Start `log Z` at 0 (`zero`) or at the first batch's estimate
+    /// `mean(log R + sum log P_B - sum log P_F)` (`batch`), which starts the TB residuals near 0.
+    #[arg(long, default_value = "zero")]
+    log_z_init: String,
     /// Probability of a uniformly random valid action at each step.
     #[arg(long, default_value_t = 0.001)]
     epsilon: f64,
@@ -117,6 +121,16 @@ fn run(args: Args) -> gflownet::error::Result<()> {
     cfg.objective = objective_from_flags(&objective, &args.g, None, Some(args.lambda), "none")?;
     cfg.optimizer.lr = args.lr;
     cfg.optimizer.log_z_lr = args.log_z_lr;
+    cfg.optimizer.log_z_init = match args.log_z_init.as_str() {
+        "zero" => LogZInit::Config,
+        "batch" => LogZInit::BatchEstimate,
+        other => {
+            return Err(gflownet::Error::config(
+                "log-z-init",
+                format!("must be zero or batch, got `{other}`"),
+            ))
+        }
+    };
     cfg.exploration = Exploration {
         temperature: 1.0,
         epsilon: args.epsilon,
@@ -157,6 +171,7 @@ fn run(args: Args) -> gflownet::error::Result<()> {
         if last || (args.eval_every > 0 && step % args.eval_every == 0) {
             let mut line = serde_json::json!({
                 "objective": objective, "g": g, "seed": args.seed, "steps": args.steps, "hidden": args.hidden,
+                "log_z_init": args.log_z_init,
                 "step": step, "modes_found": found, "all_found_step": all_found_step, "best_log_r": trainer.reward.best,
                 "mean_log_r": sum_log_r / n_log_r as f64, "loss": m.loss, "log_z": m.log_z,
                 "residual_mean": m.residual_mean, "mean_sum_log_pf": m.mean_sum_log_pf, "log_z_grad": m.log_z_grad,

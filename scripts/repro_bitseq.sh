@@ -16,6 +16,7 @@
 #   SEEDS="0"          training seeds (the paper: 5); the mode set is fixed (seed 0)
 #   HIDDEN=64,64       MLP hidden widths (the paper: a Transformer)
 #   EVERY=100          steps between JSON lines
+#   LOG_Z_INIT=zero    or `batch`: log Z starts at the first batch's estimate
 #   OBJECTIVES="tb db subtb"
 #   GS="squared linex1 linex:-1 linex0.5 cosh"   (linex:-1: the sign-convention check)
 #   BITSEQ_BIN=...     use this prebuilt binary instead of building it
@@ -29,7 +30,7 @@ for a in "$@"; do
         --smoke) smoke=1 ;;
         --summary) summary_only=1 ;;
         -h | --help)
-            sed -n '2,24p' "$0"
+            sed -n '2,25p' "$0"
             exit 0
             ;;
         -*)
@@ -55,7 +56,8 @@ for line in open(sys.argv[1]):
     line = line.strip()
     if line.startswith("{"):
         d = json.loads(line)
-        runs[(d["objective"], d["g"], d["seed"], d["steps"], d["hidden"])].append(d)
+        g = d["g"] + ("" if d.get("log_z_init", "zero") == "zero" else " (log Z init " + d["log_z_init"] + ")")
+        runs[(d["objective"], g, d["seed"], d["steps"], d["hidden"])].append(d)
 configs = defaultdict(list)
 for (obj, g, seed, steps, hidden), lines in runs.items():
     configs[(obj, g, steps, hidden)].append(lines)
@@ -81,7 +83,7 @@ print("| " + " | ".join(head) + " |")
 print("|" + "---|" * len(head))
 order = {"tb": 0, "subtb": 1, "db": 2}
 gorder = {"squared": 0, "linex1": 1, "linex0.5": 2, "cosh": 3, "linex:-1": 4}
-for (obj, g, steps, hidden) in sorted(configs, key=lambda k: (order.get(k[0], 9), gorder.get(k[1], 9), k)):
+for (obj, g, steps, hidden) in sorted(configs, key=lambda k: (order.get(k[0], 9), gorder.get(k[1].split()[0], 9), k)):
     rs = configs[(obj, g, steps, hidden)]
     finished = [r for r in rs if r[-1].get("final")]
     allf = [r[-1]["all_found_step"] for r in rs if r[-1]["all_found_step"] is not None]
@@ -106,6 +108,7 @@ else
     steps=${STEPS:-2000} every=${EVERY:-100} hidden=${HIDDEN:-64,64} seeds=${SEEDS:-0}
 fi
 objectives=${OBJECTIVES:-tb db subtb}
+log_z_init=${LOG_Z_INIT:-zero}
 gs=${GS:-squared linex1 linex:-1 linex0.5 cosh}
 
 bin=${BITSEQ_BIN:-}
@@ -120,8 +123,9 @@ export MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_THRESHOLD_=536870912
 for g in $gs; do
     for obj in $objectives; do
         for s in $seeds; do
-            echo "bitseq --objective $obj --g $g --seed $s --steps $steps --hidden $hidden" >&2
-            "$bin" --objective "$obj" --g "$g" --seed "$s" --steps "$steps" --eval-every "$every" --hidden "$hidden" >>"$out"
+            echo "bitseq --objective $obj --g $g --seed $s --steps $steps --hidden $hidden --log-z-init $log_z_init" >&2
+            "$bin" --objective "$obj" --g "$g" --seed "$s" --steps "$steps" --eval-every "$every" --hidden "$hidden" \
+                --log-z-init "$log_z_init" >>"$out"
         done
     done
 done
