@@ -12,9 +12,11 @@
 //!   action that leads from the parent to `s`. The terminating transition is
 //!   undone deterministically by `unterminate` (its `P_B` is 1).
 
+mod bitseq;
 mod hypergrid;
 mod peptide;
 
+pub use bitseq::{BitSequence, BitSequenceReward, BitSequenceState};
 pub use hypergrid::{HyperGrid, HyperGridReward, HyperGridState};
 pub use peptide::{Peptide, PeptideState, AMINO_ACIDS};
 
