@@ -348,3 +348,26 @@ fn short_peptide_run_beats_random_and_stays_diverse() {
     assert!(fd.diversity > 0.5, "diversity {}", fd.diversity);
     assert!(f.unique_ratio > 0.8, "unique ratio {}", f.unique_ratio);
 }
+
+/// A resume removes the temp files a killed `atomic_write` leaves
+/// (`.NAME.PID-N.tmp`) and nothing else.
+#[test]
+fn resume_removes_stale_temp_files_only() {
+    let dir = tmp("stale");
+    start(small_grid(), &dir, &mut Quiet).unwrap();
+    let stale = dir.join(".samples.csv.4242-7.tmp");
+    let mine = [
+        dir.join(".notes.tmp"),
+        dir.join(".a.b-c.tmp"),
+        dir.join("draft.1-2.tmp"),
+    ];
+    std::fs::write(&stale, b"half a file").unwrap();
+    for f in &mine {
+        std::fs::write(f, b"the user's").unwrap();
+    }
+    resume(&dir, &mut Quiet).unwrap();
+    assert!(!stale.exists(), "the stale temp file is removed");
+    for f in &mine {
+        assert_eq!(read(f), b"the user's", "{} is not ours and stays", f.display());
+    }
+}

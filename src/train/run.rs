@@ -149,8 +149,16 @@ fn remove_stale_temp_files(out: &Path) -> Result<()> {
     for entry in fs::read_dir(out).map_err(|e| Error::io(out, e))? {
         let entry = entry.map_err(|e| Error::io(out, e))?;
         let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') && name.ends_with(".tmp") && entry.file_type().is_ok_and(|t| t.is_file()) {
+        let stale = name
+            .to_str()
+            .and_then(|n| n.strip_prefix('.')?.strip_suffix(".tmp")?.rsplit_once('.'))
+            .and_then(|(_, tag)| tag.split_once('-'))
+            .is_some_and(|(pid, n)| {
+                [pid, n]
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            });
+        if stale && entry.file_type().is_ok_and(|t| t.is_file()) {
             fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
         }
     }
