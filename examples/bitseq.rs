@@ -26,7 +26,7 @@ use std::time::Instant;
 use clap::Parser;
 use gflownet::env::{BitSequence, BitSequenceReward, BitSequenceState, LogReward};
 use gflownet::sampler::Exploration;
-use gflownet::train::{objective_from_flags, LogZInit, TrainConfig, Trainer};
+use gflownet::train::{hidden_from_flag, objective_from_flags, LogZInit, TrainConfig, Trainer};
 
 #[derive(Parser, Debug)]
 #[command(about = "Train a GFlowNet on bit sequences and count the modes found")]
@@ -135,15 +135,7 @@ fn run(args: Args) -> gflownet::error::Result<()> {
         temperature: 1.0,
         epsilon: args.epsilon,
     };
-    cfg.policy.hidden = args
-        .hidden
-        .split(',')
-        .map(|w| {
-            w.trim()
-                .parse()
-                .map_err(|_| gflownet::Error::config("hidden", format!("`{w}` is not a width")))
-        })
-        .collect::<gflownet::error::Result<_>>()?;
+    cfg.policy.hidden = hidden_from_flag(&args.hidden)?;
     cfg.policy.log_f = cfg.objective.needs_log_f();
     let tracked = Tracked {
         found: vec![false; reward.modes.len()],

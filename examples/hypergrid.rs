@@ -11,7 +11,7 @@ use gflownet::env::{HyperGrid, HyperGridReward};
 use gflownet::metrics::exact_terminal_distribution;
 use gflownet::nn::Schedule;
 use gflownet::policy::BackwardPolicy;
-use gflownet::train::{objective_from_flags, TrainConfig, Trainer};
+use gflownet::train::{hidden_from_flag, objective_from_flags, TrainConfig, Trainer};
 
 #[derive(Parser, Debug)]
 #[command(about = "Train a GFlowNet on HyperGrid and report the exact L1 to the target")]
@@ -87,15 +87,7 @@ fn run(args: Args) -> gflownet::error::Result<()> {
     if let Some(h) = args.log_z_half_life {
         cfg.optimizer.log_z_schedule = Schedule::InverseTime { half_life: h };
     }
-    cfg.policy.hidden = args
-        .hidden
-        .split(',')
-        .map(|w| {
-            w.trim()
-                .parse()
-                .map_err(|_| gflownet::Error::config("hidden", format!("`{w}` is not a width")))
-        })
-        .collect::<gflownet::error::Result<_>>()?;
+    cfg.policy.hidden = hidden_from_flag(&args.hidden)?;
     cfg.policy.log_f = cfg.objective.needs_log_f();
     if args.learned_pb {
         cfg.policy.backward = BackwardPolicy::Learned;

@@ -329,6 +329,18 @@ impl TrainConfig {
     }
 }
 
+/// Hidden widths from a `--hidden 256,256` flag (each then range-checked by
+/// [`crate::policy::PolicyConfig::validate`]).
+pub fn hidden_from_flag(s: &str) -> Result<Vec<usize>> {
+    s.split(',')
+        .map(|w| {
+            w.trim()
+                .parse()
+                .map_err(|_| Error::config("hidden", format!("`{w}` is not a width")))
+        })
+        .collect()
+}
+
 /// The objective from the command-line flags every example shares:
 /// `--objective tb|subtb|db|rev-kl|fwd-kl|renyi|tsallis`, `--g
 /// squared|linex1|linex0.5|cosh|linex:<alpha>`, `--alpha`, `--lambda`, `--cv none|loo|batch`.
