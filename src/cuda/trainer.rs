@@ -412,7 +412,6 @@ impl GpuTrainer {
         objective: &ObjectiveConfig,
     ) -> Result<GpuStepStats, GpuError> {
         objective.validate()?;
-        super::ops::validate_loss(objective.g, objective.clip)?;
         if objective.entropy_weight != 0.0 {
             return Err(GpuError::Unsupported("the entropy bonus".into()));
         }
