@@ -1,15 +1,10 @@
 //! The main job's command line: bad values are refused before training starts,
 //! naming the option, with no panic and no file touched.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-/// `cargo test` builds the examples next to the test binaries.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
-    dir.join(name)
-}
+mod common;
+use common::example;
 
 fn run(args: &[&str]) -> (bool, String) {
     let out = Command::new(example("train"))

@@ -17,10 +17,8 @@ use rand::{Rng, SeedableRng};
 
 mod common;
 
-/// `cargo test` builds the examples next to the test binaries.
 fn train_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("examples").join("train")
+    common::example("train")
 }
 
 fn tmp(name: &str) -> PathBuf {

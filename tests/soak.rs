@@ -10,7 +10,7 @@
 //! the configurations whose name contains it, e.g. `"g=linex1 slow-logZ"`);
 //! results in RELIABILITY.md.
 
-use gflownet::env::Peptide;
+use gflownet::env::{Environment, LogReward, Peptide};
 use gflownet::objective::{ControlVariate, Objective, RegressionLoss};
 use gflownet::reward::{PeptideLogReward, PeptideReward};
 use gflownet::train::{StepMetrics, TrainConfig, Trainer};
@@ -57,6 +57,13 @@ fn configs(slow_log_z: bool) -> Vec<(String, TrainConfig)> {
         }
     }
     out
+}
+
+fn finite_parameters<E: Environment, R: LogReward<E::State>>(t: &Trainer<E, R>) -> Result<(), String> {
+    match t.store.iter().find(|p| p.value.iter().any(|x| !x.is_finite())) {
+        Some(p) => Err(format!("parameter {} is not finite", p.name)),
+        None => Ok(()),
+    }
 }
 
 fn finite_metrics(m: &StepMetrics) -> Result<(), String> {
@@ -111,10 +118,7 @@ fn soak(steps: u64, shrink: bool, filter: &str) -> (Vec<String>, Vec<String>) {
                     worst = worst.max(m.residual_mean.abs());
                     last = Some(m);
                 }
-                match t.store.iter().find(|p| p.value.iter().any(|x| !x.is_finite())) {
-                    Some(p) => Err(format!("parameter {} is not finite", p.name)),
-                    None => Ok(()),
-                }
+                finite_parameters(&t)
             })();
             let last = last.map_or(String::new(), |m| {
                 format!(
@@ -193,10 +197,7 @@ fn rewards_from_1e_minus_30_to_1e30_keep_everything_finite() {
                 let m = t.train_step().map_err(|e| e.to_string())?;
                 finite_metrics(&m)?;
             }
-            match t.store.iter().find(|p| p.value.iter().any(|x| !x.is_finite())) {
-                Some(p) => Err(format!("parameter {} is not finite", p.name)),
-                None => Ok(()),
-            }
+            finite_parameters(&t)
         })();
         if let Err(e) = outcome {
             failures.push(format!("{name}: {e}"));

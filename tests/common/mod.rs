@@ -1,9 +1,12 @@
 //! Pieces shared by the integration tests.
 
+use std::path::PathBuf;
+
 use gflownet::replay::ReplayKind;
 use gflownet::train::TrainConfig;
 
 /// A small, fast HyperGrid run with replay, evaluation and checkpoints.
+#[allow(dead_code)] // not every test file trains
 pub fn small_grid() -> TrainConfig {
     let mut c = TrainConfig::hypergrid_default(2, 6);
     c.steps = 40;
@@ -16,4 +19,11 @@ pub fn small_grid() -> TrainConfig {
     c.log_every = 1;
     c.checkpoint_every = 10;
     c
+}
+
+/// An example's binary: `cargo test` builds the examples next to the test binaries.
+#[allow(dead_code)] // not every test file runs an example
+pub fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("examples").join(name)
 }
