@@ -205,9 +205,15 @@ impl Policy {
         let h = self.trunk.infer(store, Input::Sparse(x));
         let pf = self.pf.infer(store, Input::Dense(h.view()));
         let pb = self.pb.as_ref().map(|l| match &self.aux_trunk {
-            Some(aux) => l.infer(store, Input::Dense(aux.infer(store, Input::Sparse(x)).view())),
+            Some(aux) => {
+                let h_aux = aux.infer(store, Input::Sparse(x));
+                let pb = l.infer(store, Input::Dense(h_aux.view()));
+                crate::autodiff::pool::give(h_aux);
+                pb
+            }
             None => l.infer(store, Input::Dense(h.view())),
         });
+        crate::autodiff::pool::give(h);
         (pf, pb)
     }
 

@@ -131,6 +131,8 @@ pub(crate) struct Path<S> {
     pub states: Vec<S>,
     pub actions: Vec<usize>,
     pub log_pf: Vec<f32>,
+    /// Under a learned `P_B` only: `log P_B(s_k | s_{k+1})` per transition (0 for the terminating one).
+    pub log_pb: Vec<f32>,
 }
 
 impl<S> Path<S> {
@@ -139,6 +141,7 @@ impl<S> Path<S> {
             states: vec![s0],
             actions: Vec::new(),
             log_pf: Vec::new(),
+            log_pb: Vec::new(),
         }
     }
 }
@@ -206,10 +209,7 @@ impl Sampler {
                     .collect()
             })
         };
-        let learned = policy
-            .learned_pb()
-            .then(|| paths.iter().map(|p| learned_log_pb(env, policy, store, p)).collect());
-        assemble(env, paths, learned)
+        assemble(env, paths, policy.learned_pb())
     }
 
     /// Trajectories ending in the given terminal states, drawn backward with
@@ -250,6 +250,7 @@ impl Sampler {
                                 &mut probs,
                                 rng,
                             )
+                            .0
                         }
                         false => {
                             let valid: Vec<usize> = (0..b_n).filter(|&j| bmask[j]).collect();
@@ -267,10 +268,12 @@ impl Sampler {
                     states: rev_states,
                     actions: rev_actions,
                     log_pf: Vec::new(),
+                    log_pb: Vec::new(),
                 }
             })
             .collect();
-        // log P_F of the replayed transitions under the current policy, one batched pass
+        // log P_F (and a learned log P_B) of the replayed transitions under the
+        // current policy, in one batched pass over their source states
         let mut paths = paths;
         let mut x = Csr::new(env.feature_dim());
         for p in &paths {
@@ -278,20 +281,30 @@ impl Sampler {
                 .iter()
                 .for_each(|s| env.encode_sparse(s, &mut x));
         }
-        let (logits, _) = policy.infer(store, &x);
+        let (logits, pb_logits) = policy.infer(store, &x);
         let mut mask = vec![false; env.n_actions()];
         let mut r = 0;
         for p in paths.iter_mut() {
+            let n = p.actions.len();
             for (k, &a) in p.actions.iter().enumerate() {
                 env.forward_mask(&p.states[k], &mut mask);
-                p.log_pf.push(log_prob(logits.row(r).as_slice().unwrap(), &mask, a));
-                r += 1;
+                p.log_pf.push(log_prob(logits.row(r + k).as_slice().unwrap(), &mask, a));
             }
+            if let Some(pb) = &pb_logits {
+                // P_B(s_k | s_{k+1}) is read at the row of s_{k+1}, the next row of this path
+                for k in 1..n {
+                    p.log_pb
+                        .push(learned_log_pb(env, pb.row(r + k).as_slice().unwrap(), p, k, &mut bmask));
+                }
+                p.log_pb.push(0.0);
+            }
+            r += n;
         }
-        let learned = policy
-            .learned_pb()
-            .then(|| paths.iter().map(|p| learned_log_pb(env, policy, store, p)).collect());
-        assemble(env, paths, learned)
+        crate::autodiff::pool::give(logits);
+        if let Some(pb) = pb_logits {
+            crate::autodiff::pool::give(pb);
+        }
+        assemble(env, paths, policy.learned_pb())
     }
 }
 
@@ -310,36 +323,61 @@ fn forward_paths<E: Environment>(
     let mut paths: Vec<Path<E::State>> = keys.iter().map(|_| Path::new(env.initial_state())).collect();
     let mut active: Vec<usize> = (0..keys.len()).collect();
     let mut mask = vec![false; a_n];
+    let mut bmask = vec![false; env.n_backward_actions()];
     let mut probs = vec![0f64; a_n];
+    let mut x = Csr::new(env.feature_dim());
+    let mut still = Vec::with_capacity(active.len());
     while !active.is_empty() {
-        let mut x = Csr::new(env.feature_dim());
+        x.clear();
         for &i in &active {
             env.encode_sparse(paths[i].states.last().unwrap(), &mut x);
         }
-        let (logits, _) = policy.infer(store, &x);
-        let mut still = Vec::with_capacity(active.len());
+        let (logits, pb_logits) = policy.infer(store, &x);
         for (row, &i) in active.iter().enumerate() {
             let path = &mut paths[i];
-            let s = path.states.last().unwrap();
+            let k = path.actions.len();
+            if let (Some(pb), true) = (&pb_logits, k > 0) {
+                // this step's P_B head at s_k gives the previous transition's P_B(s_{k-1} | s_k)
+                let lp = learned_log_pb(env, pb.row(row).as_slice().unwrap(), path, k, &mut bmask);
+                path.log_pb.push(lp);
+            }
+            let s = &path.states[k];
             env.forward_mask(s, &mut mask);
             let lr = logits.row(row);
-            let a = choose(lr.as_slice().unwrap(), &mask, explore, &mut probs, &mut rngs[i]);
-            path.log_pf.push(log_prob(lr.as_slice().unwrap(), &mask, a));
-            path.actions.push(a);
+            let lr = lr.as_slice().unwrap();
+            let (a, lse) = choose(lr, &mask, explore, &mut probs, &mut rngs[i]);
             let next = env.step(s, a);
+            let lse = lse.unwrap_or_else(|| row_logsumexp(lr, &mask));
+            path.log_pf.push((lr[a] as f64 - lse) as f32);
+            path.actions.push(a);
             let done = env.is_terminal(&next);
             path.states.push(next);
             if !done {
                 still.push(i);
+            } else if pb_logits.is_some() {
+                path.log_pb.push(0.0); // the terminating transition: P_B = 1
             }
         }
-        active = still;
+        crate::autodiff::pool::give(logits);
+        if let Some(pb) = pb_logits {
+            crate::autodiff::pool::give(pb);
+        }
+        std::mem::swap(&mut active, &mut still);
+        still.clear();
     }
     paths
 }
 
 /// Draws an action from `(1-eps) softmax(logits/temp) + eps uniform` over the valid ones.
-fn choose(logits: &[f32], mask: &[bool], explore: Exploration, probs: &mut [f64], rng: &mut rng::Rng) -> usize {
+/// Also returns the valid logits' `log sum exp` when the temperature is 1 (it is then
+/// computed on the way, with the same operations as [`row_logsumexp`]).
+fn choose(
+    logits: &[f32],
+    mask: &[bool],
+    explore: Exploration,
+    probs: &mut [f64],
+    rng: &mut rng::Rng,
+) -> (usize, Option<f64>) {
     let inv_t = 1.0 / explore.temperature;
     let max = logits
         .iter()
@@ -354,6 +392,7 @@ fn choose(logits: &[f32], mask: &[bool], explore: Exploration, probs: &mut [f64]
         *p = if m { (l as f64 * inv_t - max).exp() } else { 0.0 };
         total += *p;
     }
+    let lse = (explore.temperature == 1.0).then(|| max + total.ln());
     let mut acc = 0.0;
     let u: f64 = rng.gen();
     let mut last_valid = 0;
@@ -364,37 +403,29 @@ fn choose(logits: &[f32], mask: &[bool], explore: Exploration, probs: &mut [f64]
         last_valid = j;
         acc += (1.0 - explore.epsilon) * p / total + explore.epsilon / n_valid;
         if u < acc {
-            return j;
+            return (j, lse);
         }
     }
-    last_valid
+    (last_valid, lse)
+}
+
+/// `log sum exp` of the valid logits, in f64.
+fn row_logsumexp(logits: &[f32], mask: &[bool]) -> f64 {
+    crate::autodiff::ops::masked_row_logsumexp(logits.iter().map(|&v| v as f64), mask.iter().copied())
+        .expect("a state with a valid action")
 }
 
 /// `log softmax(logits)[a]` over the valid actions, in f64 then rounded.
 fn log_prob(logits: &[f32], mask: &[bool], a: usize) -> f32 {
-    let lse = crate::autodiff::ops::masked_row_logsumexp(logits.iter().map(|&v| v as f64), mask.iter().copied())
-        .expect("a state with a valid action");
-    (logits[a] as f64 - lse) as f32
+    (logits[a] as f64 - row_logsumexp(logits, mask)) as f32
 }
 
-/// `log P_B(s_k | s_{k+1})` under the policy's learned head, for each
-/// transition of a path (0 for the terminating one).
-fn learned_log_pb<E: Environment>(env: &E, policy: &Policy, store: &ParamStore<f32>, p: &Path<E::State>) -> Vec<f32> {
-    let n = p.actions.len();
-    let mut out = vec![0f32; n];
-    if n < 2 {
-        return out;
-    }
-    let mut feat = Csr::new(env.feature_dim());
-    p.states[1..n].iter().for_each(|s| env.encode_sparse(s, &mut feat));
-    let logits = policy.infer(store, &feat).1.expect("a learned P_B head");
-    let mut bmask = vec![false; env.n_backward_actions()];
-    for (k, o) in out.iter_mut().enumerate().take(n - 1) {
-        env.backward_mask(&p.states[k + 1], &mut bmask);
-        let b = env.backward_action(&p.states[k], p.actions[k]);
-        *o = log_prob(logits.row(k).as_slice().unwrap(), &bmask, b);
-    }
-    out
+/// `log P_B(s_{k-1} | s_k)` of a path's transition `k - 1` (`k >= 1`), from the
+/// learned head's logits at `s_k`.
+fn learned_log_pb<E: Environment>(env: &E, pb_logits: &[f32], p: &Path<E::State>, k: usize, bmask: &mut [bool]) -> f32 {
+    env.backward_mask(&p.states[k], bmask);
+    let b = env.backward_action(&p.states[k - 1], p.actions[k - 1]);
+    log_prob(pb_logits, bmask, b)
 }
 
 /// Uniform `log P_B(s_k | s_{k+1}) = -log(number of parents of s_{k+1})` of
@@ -415,12 +446,9 @@ pub fn uniform_log_pb<S>(traj: &Trajectories<S>) -> Vec<f32> {
     out
 }
 
-/// Flat [`Trajectories`] from finished paths; `learned_log_pb` per path, or the uniform `P_B`.
-pub(crate) fn assemble<E: Environment>(
-    env: &E,
-    paths: Vec<Path<E::State>>,
-    learned_log_pb: Option<Vec<Vec<f32>>>,
-) -> Trajectories<E::State> {
+/// Flat [`Trajectories`] from finished paths: their recorded `log_pb` when
+/// `P_B` is `learned`, else the uniform `P_B`.
+pub(crate) fn assemble<E: Environment>(env: &E, paths: Vec<Path<E::State>>, learned: bool) -> Trajectories<E::State> {
     let mut offsets = vec![0];
     for p in &paths {
         offsets.push(offsets.last().unwrap() + p.actions.len());
@@ -447,6 +475,7 @@ pub(crate) fn assemble<E: Environment>(
     }
     let actions = paths.iter().flat_map(|p| p.actions.iter().copied()).collect();
     let log_pf = paths.iter().flat_map(|p| p.log_pf.iter().copied()).collect();
+    let log_pb: Vec<f32> = paths.iter().flat_map(|p| p.log_pb.iter().copied()).collect();
     let terminals = paths.into_iter().map(|mut p| p.states.pop().unwrap()).collect();
     let mut t = Trajectories {
         offsets,
@@ -459,9 +488,9 @@ pub(crate) fn assemble<E: Environment>(
         log_pb: Vec::new(),
         terminals,
     };
-    t.log_pb = match learned_log_pb {
-        Some(per_path) => per_path.into_iter().flatten().collect(),
-        None => uniform_log_pb(&t),
+    t.log_pb = match learned {
+        true => log_pb,
+        false => uniform_log_pb(&t),
     };
     t
 }

@@ -36,6 +36,8 @@ pub trait Scalar:
     fn infinity() -> Self;
     /// Bit pattern widened to u64, for bit-exact comparisons and hashing.
     fn to_bits_u64(self) -> u64;
+    /// This thread's free list of array buffers (see [`crate::autodiff::pool`]).
+    fn pool() -> &'static std::thread::LocalKey<std::cell::RefCell<crate::autodiff::pool::Pool<Self>>>;
 }
 
 macro_rules! impl_scalar {
@@ -96,6 +98,12 @@ macro_rules! impl_scalar {
             #[inline]
             fn to_bits_u64(self) -> u64 {
                 self.to_bits() as u64
+            }
+            fn pool() -> &'static std::thread::LocalKey<std::cell::RefCell<crate::autodiff::pool::Pool<Self>>> {
+                thread_local! {
+                    static POOL: std::cell::RefCell<crate::autodiff::pool::Pool<$t>> = Default::default();
+                }
+                &POOL
             }
         }
     };

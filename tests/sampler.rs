@@ -201,19 +201,23 @@ fn backward_sampling_is_consistent() {
         for (r, &a) in bwd.actions.iter().enumerate() {
             assert!(bwd.forward_masks[[r, a]], "{backward:?}: row {r}");
         }
-        // recorded log P_B and log P_F equal the batched recomputation
-        let mut tape = Tape::<f32>::new();
-        let p = store.bind(&mut tape);
-        let terms = policy.terms(&mut tape, &p, &bwd, &vec![0.0; bwd.len()]);
-        for (r, (&pb, &pf)) in bwd.log_pb.iter().zip(&bwd.log_pf).enumerate() {
-            assert!(
-                (tape.value(terms.log_pb)[[r, 0]] - pb).abs() < 1e-4,
-                "{backward:?}: log_pb row {r}"
-            );
-            assert!(
-                (tape.value(terms.log_pf)[[r, 0]] - pf).abs() < 1e-4,
-                "{backward:?}: log_pf row {r}"
-            );
+        // recorded log P_B and log P_F, drawn forward (P_B read off each step's
+        // batch) and backward, equal the batched recomputation
+        for (dir, t) in [("forward", &fwd), ("backward", &bwd)] {
+            let mut tape = Tape::<f32>::new();
+            let p = store.bind(&mut tape);
+            let terms = policy.terms(&mut tape, &p, t, &vec![0.0; t.len()]);
+            assert_eq!(t.log_pb.len(), t.n_transitions(), "{backward:?} {dir}");
+            for (r, (&pb, &pf)) in t.log_pb.iter().zip(&t.log_pf).enumerate() {
+                assert!(
+                    (tape.value(terms.log_pb)[[r, 0]] - pb).abs() < 1e-4,
+                    "{backward:?} {dir}: log_pb row {r}"
+                );
+                assert!(
+                    (tape.value(terms.log_pf)[[r, 0]] - pf).abs() < 1e-4,
+                    "{backward:?} {dir}: log_pf row {r}"
+                );
+            }
         }
         // uniform P_B of the path: the product over steps of 1/(number of parents)
         if backward == BackwardPolicy::Uniform {

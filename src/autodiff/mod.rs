@@ -19,6 +19,7 @@
 
 mod gradcheck;
 pub mod ops;
+pub mod pool;
 mod tape;
 
 pub use gradcheck::{gradcheck, GradCheck};

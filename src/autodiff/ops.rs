@@ -7,6 +7,7 @@
 
 use ndarray::{concatenate, s, Array2, ArrayView2, Axis, Zip};
 
+use super::pool;
 use crate::Scalar;
 
 /// A differentiable operation on 2-D arrays.
@@ -46,14 +47,16 @@ fn broadcast_shape(op: &str, a: (usize, usize), b: (usize, usize)) -> (usize, us
 
 /// Sums `g` over the dimensions that broadcasting stretched, back to `shape`.
 fn sum_to<T: Scalar>(g: &Array2<T>, shape: (usize, usize)) -> Array2<T> {
-    let mut out = g.clone();
-    if shape.0 == 1 && out.nrows() != 1 {
-        out = out.sum_axis(Axis(0)).insert_axis(Axis(0));
+    match (shape.0 == 1 && g.nrows() != 1, shape.1 == 1 && g.ncols() != 1) {
+        (false, false) => pool::copy(g),
+        (true, false) => g.sum_axis(Axis(0)).insert_axis(Axis(0)),
+        (false, true) => g.sum_axis(Axis(1)).insert_axis(Axis(1)),
+        (true, true) => g
+            .sum_axis(Axis(0))
+            .sum_axis(Axis(0))
+            .insert_axis(Axis(0))
+            .insert_axis(Axis(1)),
     }
-    if shape.1 == 1 && out.ncols() != 1 {
-        out = out.sum_axis(Axis(1)).insert_axis(Axis(1));
-    }
-    out
 }
 
 fn bcast<T: Scalar>(a: &Array2<T>, shape: (usize, usize)) -> ArrayView2<'_, T> {
@@ -76,11 +79,11 @@ impl<T: Scalar> Op<T> for MatMul {
             a.dim(),
             b.dim()
         );
-        a.dot(b)
+        pool::dot(a.view(), b.view())
     }
     fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
         let (a, b) = (xs[0], xs[1]);
-        vec![Some(g.dot(&b.t())), Some(a.t().dot(g))]
+        vec![Some(pool::dot(g.view(), b.t())), Some(pool::dot(a.t(), g.view()))]
     }
 }
 
@@ -111,7 +114,16 @@ impl<T: Scalar> Op<T> for Add {
     }
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
         let shape = broadcast_shape("add", xs[0].dim(), xs[1].dim());
-        &bcast(xs[0], shape) + &bcast(xs[1], shape)
+        let mut out = pool::scratch(shape);
+        Zip::from(out.rows_mut())
+            .and(bcast(xs[0], shape).rows())
+            .and(bcast(xs[1], shape).rows())
+            .for_each(|mut o, a, b| match (o.as_slice_mut(), a.as_slice(), b.as_slice()) {
+                // contiguous rows (e.g. a batch plus a bias row): a loop the compiler vectorizes
+                (Some(o), Some(a), Some(b)) => o.iter_mut().zip(a).zip(b).for_each(|((o, &a), &b)| *o = a + b),
+                _ => Zip::from(o).and(a).and(b).for_each(|o, &a, &b| *o = a + b),
+            });
+        out
     }
     fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
         vec![Some(sum_to(g, xs[0].dim())), Some(sum_to(g, xs[1].dim()))]
@@ -235,16 +247,16 @@ impl<T: Scalar> Op<T> for LeakyRelu {
     }
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
         let k = t::<T>(self.0);
-        xs[0].mapv(|v| if v > T::zero() { v } else { k * v })
+        pool::map(xs[0], |v| if v > T::zero() { v } else { k * v })
     }
     fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
         let k = t::<T>(self.0);
-        let mut d = g.clone();
-        Zip::from(&mut d).and(xs[0]).for_each(|d, &x| {
-            if x <= T::zero() {
-                *d *= k
-            }
-        });
+        let mut d = pool::scratch(g.dim());
+        let df = |(d, (&g, &x)): (&mut T, (&T, &T))| *d = if x > T::zero() { g } else { k * g };
+        match (d.as_slice_mut(), g.as_slice(), xs[0].as_slice()) {
+            (Some(d), Some(g), Some(x)) => d.iter_mut().zip(g.iter().zip(x)).for_each(df),
+            _ => Zip::from(&mut d).and(g).and(xs[0]).for_each(|d, g, x| df((d, (g, x)))),
+        }
         vec![Some(d)]
     }
 }
@@ -256,7 +268,7 @@ impl<T: Scalar> Op<T> for Tanh {
         "tanh"
     }
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
-        xs[0].mapv(T::tanh)
+        pool::map(xs[0], T::tanh)
     }
     fn backward(&self, _: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
         vec![Some(g * &out.mapv(|y| T::one() - y * y))]
@@ -344,22 +356,10 @@ impl<T: Scalar> Op<T> for MaskedLogSoftmax {
         "masked_log_softmax"
     }
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
-        let x = xs[0];
-        check_mask("masked_log_softmax", x, &self.mask);
-        let mut out = Array2::from_elem(x.dim(), T::neg_infinity());
-        for (i, (xr, mr)) in x.rows().into_iter().zip(self.mask.rows()).enumerate() {
-            let lse = masked_row_logsumexp(xr.iter().copied(), mr.iter().copied())
-                .unwrap_or_else(|| panic!("masked_log_softmax: row {i} has no valid entry"));
-            for (j, (&v, &m)) in xr.iter().zip(mr.iter()).enumerate() {
-                if m {
-                    out[[i, j]] = v - lse;
-                }
-            }
-        }
-        out
+        masked_log_softmax("masked_log_softmax", xs[0], &self.mask)
     }
     fn backward(&self, _: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
-        let mut d = Array2::zeros(out.dim());
+        let mut d = pool::zeros(out.dim());
         for ((mut dr, (or, gr)), mr) in d
             .rows_mut()
             .into_iter()
@@ -375,6 +375,23 @@ impl<T: Scalar> Op<T> for MaskedLogSoftmax {
         }
         vec![Some(d)]
     }
+}
+
+/// `log softmax` of each row of `x` over its `mask`ed entries (`-inf` elsewhere).
+fn masked_log_softmax<T: Scalar>(op: &str, x: &Array2<T>, mask: &Array2<bool>) -> Array2<T> {
+    check_mask(op, x, mask);
+    let mut out = pool::scratch(x.dim());
+    out.fill(T::neg_infinity());
+    for (i, (xr, mr)) in x.rows().into_iter().zip(mask.rows()).enumerate() {
+        let lse = masked_row_logsumexp(xr.iter().copied(), mr.iter().copied())
+            .unwrap_or_else(|| panic!("{op}: row {i} has no valid entry"));
+        for (j, (&v, &m)) in xr.iter().zip(mr.iter()).enumerate() {
+            if m {
+                out[[i, j]] = v - lse;
+            }
+        }
+    }
+    out
 }
 
 /// `log sum_{j valid} exp(x_j)`, or `None` when no entry is valid.
@@ -402,10 +419,7 @@ impl<T: Scalar> Op<T> for MaskedEntropy {
         "masked_entropy"
     }
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
-        let logp = MaskedLogSoftmax {
-            mask: self.mask.clone(),
-        }
-        .forward(xs);
+        let logp = masked_log_softmax("masked_entropy", xs[0], &self.mask);
         let mut h = Array2::zeros((logp.nrows(), 1));
         for (i, (lr, mr)) in logp.rows().into_iter().zip(self.mask.rows()).enumerate() {
             h[[i, 0]] = -lr
@@ -415,14 +429,12 @@ impl<T: Scalar> Op<T> for MaskedEntropy {
                 .map(|(&l, _)| l.exp() * l)
                 .sum::<T>();
         }
+        pool::give(logp);
         h
     }
     fn backward(&self, xs: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
-        let logp = MaskedLogSoftmax {
-            mask: self.mask.clone(),
-        }
-        .forward(xs);
-        let mut d = Array2::zeros(logp.dim());
+        let logp = masked_log_softmax("masked_entropy", xs[0], &self.mask);
+        let mut d = pool::zeros(logp.dim());
         for (i, (lr, mr)) in logp.rows().into_iter().zip(self.mask.rows()).enumerate() {
             for j in 0..lr.len() {
                 if mr[j] {
@@ -430,6 +442,7 @@ impl<T: Scalar> Op<T> for MaskedEntropy {
                 }
             }
         }
+        pool::give(logp);
         vec![Some(d)]
     }
 }
@@ -459,7 +472,7 @@ impl<T: Scalar> Op<T> for Gather {
         })
     }
     fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
-        let mut d = Array2::zeros(xs[0].dim());
+        let mut d = pool::zeros(xs[0].dim());
         for (i, &j) in self.index.iter().enumerate() {
             d[[i, j]] = g[[i, 0]];
         }

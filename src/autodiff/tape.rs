@@ -134,7 +134,10 @@ impl<T: Scalar> Tape<T> {
                 let Some(gx) = gx else { continue };
                 debug_assert_eq!(gx.dim(), self.values[x.0].dim(), "{}: gradient shape", op.name());
                 match &mut grads[x.0] {
-                    Some(acc) => *acc += &gx,
+                    Some(acc) => {
+                        *acc += &gx;
+                        super::pool::give(gx);
+                    }
                     slot @ None => *slot = Some(gx),
                 }
             }
@@ -253,9 +256,22 @@ impl<T: Scalar> Tape<T> {
     }
 }
 
+/// A dropped tape's values go back to the buffer pool for the next step.
+impl<T: Scalar> Drop for Tape<T> {
+    fn drop(&mut self) {
+        self.values.drain(..).for_each(super::pool::give);
+    }
+}
+
 /// The gradients of one backward pass, indexed by [`Var`].
 pub struct Gradients<T: Scalar> {
     grads: Vec<Option<Array2<T>>>,
+}
+
+impl<T: Scalar> Drop for Gradients<T> {
+    fn drop(&mut self) {
+        self.grads.drain(..).flatten().for_each(super::pool::give);
+    }
 }
 
 impl<T: Scalar> Gradients<T> {
@@ -269,6 +285,6 @@ impl<T: Scalar> Gradients<T> {
         self.grads
             .get_mut(v.0)
             .and_then(|g| g.take())
-            .unwrap_or_else(|| Array2::zeros(shape))
+            .unwrap_or_else(|| super::pool::zeros(shape))
     }
 }

@@ -29,6 +29,13 @@ impl Csr {
         }
     }
 
+    /// Removes every row, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.offsets.truncate(1);
+        self.indices.clear();
+        self.values.clear();
+    }
+
     pub fn nrows(&self) -> usize {
         self.offsets.len() - 1
     }
@@ -99,7 +106,7 @@ impl Csr {
             self.ncols,
             w.dim()
         );
-        let mut out = Array2::zeros((self.nrows(), w.ncols()));
+        let mut out = crate::autodiff::pool::zeros((self.nrows(), w.ncols()));
         for (r, mut o) in out.rows_mut().into_iter().enumerate() {
             let (c, v) = self.row(r);
             for (&c, &v) in c.iter().zip(v) {
@@ -111,7 +118,7 @@ impl Csr {
 
     /// `selfᵀ · g`: the gradient of `self · w` with respect to `w`.
     pub fn t_matmul<T: Scalar>(&self, g: &Array2<T>) -> Array2<T> {
-        let mut out = Array2::zeros((self.ncols, g.ncols()));
+        let mut out = crate::autodiff::pool::zeros((self.ncols, g.ncols()));
         for r in 0..self.nrows() {
             let (c, v) = self.row(r);
             for (&c, &v) in c.iter().zip(v) {

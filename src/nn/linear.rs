@@ -76,11 +76,12 @@ impl Linear {
 
     /// `x W + b` without a tape (inference), for dense or sparse `x`.
     pub fn infer<T: Scalar>(&self, store: &ParamStore<T>, x: Input<'_, T>) -> Array2<T> {
-        let xw = match x {
-            Input::Dense(x) => x.dot(store.value(self.w)),
+        let mut xw = match x {
+            Input::Dense(x) => crate::autodiff::pool::dot(x, store.value(self.w).view()),
             Input::Sparse(x) => x.matmul(store.value(self.w)),
         };
-        xw + store.value(self.b)
+        xw += store.value(self.b);
+        xw
     }
 
     /// Multiply-adds of one forward row.

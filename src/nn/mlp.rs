@@ -123,7 +123,8 @@ impl Mlp {
         let mut h = self.layers[0].infer(store, x);
         for (i, layer) in self.layers.iter().enumerate() {
             if i > 0 {
-                h = layer.infer(store, Input::Dense(h.view()));
+                let next = layer.infer(store, Input::Dense(h.view()));
+                crate::autodiff::pool::give(std::mem::replace(&mut h, next));
             }
             if i < last || self.activate_last {
                 self.activation.infer_inplace(&mut h);

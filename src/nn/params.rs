@@ -80,12 +80,22 @@ impl<T: Scalar> ParamStore<T> {
 
     /// Puts every parameter on `tape` as a leaf; index the result by [`ParamId`].
     pub fn bind(&self, tape: &mut Tape<T>) -> Bound {
-        Bound(self.params.iter().map(|p| tape.leaf(p.value.clone())).collect())
+        Bound(
+            self.params
+                .iter()
+                .map(|p| tape.leaf(crate::autodiff::pool::copy(&p.value)))
+                .collect(),
+        )
     }
 
     /// Puts every parameter on `tape` as a constant (inference: no gradients).
     pub fn bind_constant(&self, tape: &mut Tape<T>) -> Bound {
-        Bound(self.params.iter().map(|p| tape.constant(p.value.clone())).collect())
+        Bound(
+            self.params
+                .iter()
+                .map(|p| tape.constant(crate::autodiff::pool::copy(&p.value)))
+                .collect(),
+        )
     }
 
     /// Converts every value to another scalar type (e.g. `f32` weights to `f64` for a gradient check).

@@ -1,0 +1,154 @@
+//! Array buffers reused from one step to the next.
+//!
+//! A training step builds a tape of large arrays (`[states, width]` activations
+//! and their gradients) and drops all of them at its end. Handed back to the
+//! allocator, that memory is returned to the operating system and every array
+//! of the next step page-faults its way in again: at batch 128 on HyperGrid that
+//! cost more than the arithmetic of the forward pass. So the tape, its
+//! gradients and the inference pass take their large buffers from a per-thread
+//! free list here and give them back when dropped; in the steady state a step
+//! reuses the previous step's memory.
+//!
+//! Small arrays (under [`MIN_LEN`] entries) go straight to the allocator, whose
+//! own free lists serve them without page faults.
+
+use std::cell::RefCell;
+
+use ndarray::{Array2, ArrayView2};
+
+use crate::Scalar;
+
+/// Arrays with fewer entries than this are not pooled.
+pub const MIN_LEN: usize = 4096;
+/// At most this many buffers are kept per thread and scalar type (a training
+/// step of the default policy has about 25 large arrays alive at its peak).
+const MAX_KEPT: usize = 32;
+
+/// A per-thread free list of buffers (see [`Scalar::pool`]).
+#[derive(Default)]
+pub struct Pool<T> {
+    free: Vec<Vec<T>>,
+}
+
+impl<T> Pool<T> {
+    /// The smallest kept buffer that holds `n` entries.
+    fn take(&mut self, n: usize) -> Option<Vec<T>> {
+        let best = (0..self.free.len())
+            .filter(|&i| self.free[i].capacity() >= n)
+            .min_by_key(|&i| self.free[i].capacity())?;
+        Some(self.free.swap_remove(best))
+    }
+
+    /// Keeps `v`; when full, in place of the smallest kept buffer if `v` is larger.
+    fn give(&mut self, v: Vec<T>) {
+        if self.free.len() < MAX_KEPT {
+            self.free.push(v);
+        } else if let Some(i) = (0..self.free.len()).min_by_key(|&i| self.free[i].capacity()) {
+            if self.free[i].capacity() < v.capacity() {
+                self.free[i] = v;
+            }
+        }
+    }
+}
+
+/// Runs `f` on this thread's pool for `T`; does nothing while the thread is being torn down.
+fn with<T: Scalar, R>(f: impl FnOnce(&mut Pool<T>) -> R) -> Option<R> {
+    T::pool().try_with(|p: &RefCell<Pool<T>>| f(&mut p.borrow_mut())).ok()
+}
+
+/// A zero-filled `shape` array, in a reused buffer when one fits.
+pub fn zeros<T: Scalar>(shape: (usize, usize)) -> Array2<T> {
+    let mut a = scratch(shape);
+    a.fill(T::zero());
+    a
+}
+
+/// A `shape` array whose entries are left as they are (zeros or a reused
+/// buffer's old values), for outputs that the caller overwrites entirely.
+pub fn scratch<T: Scalar>(shape: (usize, usize)) -> Array2<T> {
+    let n = shape.0 * shape.1;
+    if n < MIN_LEN {
+        return Array2::zeros(shape);
+    }
+    // a new buffer gets 1/8 headroom, so that the next step's slightly longer batch fits it
+    let mut v = with(|p: &mut Pool<T>| p.take(n))
+        .flatten()
+        .unwrap_or_else(|| Vec::with_capacity(n + n / 8));
+    if v.len() >= n {
+        v.truncate(n);
+    } else {
+        v.resize(n, T::zero());
+    }
+    Array2::from_shape_vec(shape, v).expect("length is rows * cols")
+}
+
+/// Gives `a`'s buffer back for reuse.
+pub fn give<T: Scalar>(a: Array2<T>) {
+    if a.len() >= MIN_LEN {
+        let (v, _) = a.into_raw_vec_and_offset();
+        with(|p: &mut Pool<T>| p.give(v));
+    }
+}
+
+/// `a · b` into a pooled array.
+pub fn dot<T: Scalar>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) -> Array2<T> {
+    // with beta = 0 the product overwrites `out` without reading it
+    let mut out = scratch((a.nrows(), b.ncols()));
+    ndarray::linalg::general_mat_mul(T::one(), &a, &b, T::zero(), &mut out);
+    out
+}
+
+/// `f` of every entry of `a`, into a pooled array.
+pub fn map<T: Scalar>(a: &Array2<T>, f: impl Fn(T) -> T) -> Array2<T> {
+    let mut out = scratch(a.dim());
+    match (out.as_slice_mut(), a.as_slice()) {
+        // contiguous (the usual case): a plain loop the compiler vectorizes
+        (Some(o), Some(x)) => o.iter_mut().zip(x).for_each(|(o, &x)| *o = f(x)),
+        _ => ndarray::Zip::from(&mut out).and(a).for_each(|o, &x| *o = f(x)),
+    }
+    out
+}
+
+/// A copy of `a` in a pooled array.
+pub fn copy<T: Scalar>(a: &Array2<T>) -> Array2<T> {
+    map(a, |x| x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_given_buffer_is_reused_and_comes_back_zeroed() {
+        let mut a = zeros::<f32>((64, 128));
+        a.fill(3.0);
+        let ptr = a.as_ptr();
+        give(a);
+        let b = zeros::<f32>((128, 64));
+        assert_eq!(b.as_ptr(), ptr, "the same buffer serves the next array of that size");
+        assert!(b.iter().all(|&x| x == 0.0));
+        give(b);
+        let c = zeros::<f32>((66, 128));
+        assert_eq!(c.as_ptr(), ptr, "a new buffer has room for a slightly larger array");
+    }
+
+    #[test]
+    fn small_arrays_and_bigger_requests_get_fresh_buffers() {
+        let a = zeros::<f64>((64, 128));
+        let ptr = a.as_ptr();
+        give(a);
+        let bigger = zeros::<f64>((64 * 9 / 8 + 1, 128));
+        assert_ne!(bigger.as_ptr(), ptr, "a kept buffer that is too small is not used");
+        let small = zeros::<f64>((2, 2));
+        assert_eq!(small.dim(), (2, 2));
+    }
+
+    #[test]
+    fn dot_and_map_match_ndarray() {
+        let a = Array2::from_shape_fn((70, 65), |(i, j)| (i * 3 + j) as f64 * 0.01);
+        let b = Array2::from_shape_fn((65, 80), |(i, j)| (i + 2 * j) as f64 * 0.02);
+        assert_eq!(dot(a.view(), b.view()), a.dot(&b));
+        assert_eq!(map(&a, |x| x * 2.0), a.mapv(|x| x * 2.0));
+        assert_eq!(copy(&a), a);
+    }
+}
