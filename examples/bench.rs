@@ -1,5 +1,6 @@
 //! Benchmarks: `cargo run --release --example bench -- <what>`, `what` one of
-//! `matmul`, `sampling`, `hypergrid`, `peptide`, `objectives`, `threads`, `all`.
+//! `matmul`, `sampling`, `hypergrid`, `peptide`, `objectives`, `threads`,
+//! `scaling`, `all`.
 //! Prints one JSON line per measurement, then a readable table.
 //!
 //! Every time is a median over repeated runs in this process. The *floor* of
@@ -153,13 +154,17 @@ impl Bench {
     fn trainer_floor<E: gflownet::env::Environment, R: gflownet::env::LogReward<E::State>>(
         t: &mut Trainer<E, R>,
         rate: f64,
-    ) -> f64 {
-        // sampling forward + training forward (1x) + backward (2x) over the same states
-        let traj = t
-            .sampler
-            .clone()
-            .sample(&t.env, &t.policy, &t.store, t.config.batch, Exploration::ON_POLICY);
-        4.0 * t.policy.forward_flops(&traj.features) / (rate * 1e9)
+    ) -> (f64, f64) {
+        // sampling forward + training forward (1x) + backward (2x) over the same
+        // states, averaged over 8 batches (trajectory lengths vary from batch to batch)
+        let mut sampler = t.sampler.clone();
+        let (mut flops, mut rows) = (0.0, 0.0);
+        for _ in 0..8 {
+            let traj = sampler.sample(&t.env, &t.policy, &t.store, t.config.batch, Exploration::ON_POLICY);
+            flops += t.policy.forward_flops(&traj.features) / 8.0;
+            rows += traj.n_transitions() as f64 / 8.0;
+        }
+        (4.0 * flops / (rate * 1e9), rows)
     }
 
     /// Scenario 1: HyperGrid D=4, H=8, TB squared, 2x256 with a learned P_B head, Adam.
@@ -197,7 +202,7 @@ impl Bench {
             }
         }
         let [total, sample, loss, backward, optim] = parts.map(median);
-        let floor = Self::trainer_floor(&mut t, rate);
+        let (floor, _) = Self::trainer_floor(&mut t, rate);
         let mut json = serde_json::json!({"bench": "hypergrid", "ndim": 4, "height": 8, "objective": objective,
             "batch": batch, "ms_per_iter": total * 1e3, "sample_ms": sample * 1e3, "loss_ms": loss * 1e3,
             "backward_ms": backward * 1e3, "optim_ms": optim * 1e3, "floor_ms": floor * 1e3, "ratio": total / floor});
@@ -247,6 +252,81 @@ impl Bench {
         self.emit(json, format!("hypergrid {objective} b={batch}"), text);
     }
 
+    /// Median seconds of `iters` training steps after 3 warm-up steps, and the floor.
+    fn step_time<E: gflownet::env::Environment, R: gflownet::env::LogReward<E::State>>(
+        t: &mut Trainer<E, R>,
+        iters: usize,
+        rate: f64,
+    ) -> (f64, f64, f64) {
+        for _ in 0..3 {
+            t.train_step().unwrap();
+        }
+        let times = (0..iters)
+            .map(|_| {
+                let c = Instant::now();
+                t.train_step().unwrap();
+                c.elapsed().as_secs_f64()
+            })
+            .collect();
+        let (floor, rows) = Self::trainer_floor(t, rate);
+        (median(times), floor, rows)
+    }
+
+    /// Scenario 4: step time against batch and hidden width (HyperGrid, scenario 1's
+    /// setup) and against the peptide length (scenario 2's setup), each with its floor.
+    fn scaling(&mut self) {
+        let rate = self.yardstick();
+        let point = |b: &mut Self, axis: &str, value: usize, (secs, floor, rows): (f64, f64, f64)| {
+            b.emit(
+                serde_json::json!({"bench": "scaling", "axis": axis, "value": value, "ms_per_iter": secs * 1e3,
+                    "floor_ms": floor * 1e3, "ratio": secs / floor, "rows": rows, "us_per_row": secs * 1e6 / rows}),
+                format!("scaling {axis}={value}"),
+                format!(
+                    "{:.2} ms/iter, {rows:.0} states, {:.2} us/state; {:.1}x floor",
+                    secs * 1e3,
+                    secs * 1e6 / rows,
+                    secs / floor
+                ),
+            );
+        };
+        let grid = |batch: usize, hidden: usize| {
+            let mut cfg = TrainConfig::hypergrid_default(4, 8);
+            cfg.batch = batch;
+            cfg.policy.hidden = vec![hidden, hidden];
+            cfg.policy.backward = BackwardPolicy::Learned;
+            cfg.threads = 1;
+            Trainer::new(cfg, HyperGrid::new(4, 8).unwrap(), HyperGridReward::standard(8)).unwrap()
+        };
+        for batch in [16, 32, 64, 128, 256, 512, 1024] {
+            let iters = (4096 / batch).clamp(10, 60);
+            let r = Self::step_time(&mut grid(batch, 256), iters, rate);
+            point(self, "batch", batch, r);
+        }
+        for hidden in [64, 128, 256, 512, 1024, 2048] {
+            let iters = (8192 / hidden).clamp(10, 60);
+            let r = Self::step_time(&mut grid(16, hidden), iters, rate);
+            point(self, "hidden", hidden, r);
+        }
+        // fixed-length peptides (min = max), so every trajectory has max_len + 1 states
+        for max_len in [10, 20, 30, 40, 50, 60] {
+            let mut cfg = TrainConfig::peptide_default();
+            cfg.env = gflownet::train::EnvConfig::Peptide {
+                min_len: max_len,
+                max_len,
+            };
+            cfg.replay.kind = ReplayKind::None;
+            cfg.optimizer.log_z_init = LogZInit::Config;
+            cfg.threads = 1;
+            let env = Peptide::new(max_len, max_len).unwrap();
+            let reward = PeptideLogReward {
+                env: env.clone(),
+                model: Box::new(PeptideReward::new()),
+            };
+            let r = Self::step_time(&mut Trainer::new(cfg, env, reward).unwrap(), 15, rate);
+            point(self, "peptide_max_len", max_len, r);
+        }
+    }
+
     /// Scenario 2: the peptide task, TB, lengths 10-30, MLP 2x256, on-policy, no replay.
     fn peptide(&mut self, batch: usize, threads: usize) -> f64 {
         let rate = self.yardstick();
@@ -274,7 +354,7 @@ impl Bench {
         }
         let total = median(times);
         let sample = median(samples);
-        let floor = Self::trainer_floor(&mut t, rate);
+        let (floor, _) = Self::trainer_floor(&mut t, rate);
         self.emit(
             serde_json::json!({"bench": "peptide", "batch": batch, "threads": threads, "steps_per_s": 1.0 / total,
                 "trajectories_per_s": batch as f64 / total, "sampled_trajectories_per_s": batch as f64 / sample,
@@ -306,6 +386,7 @@ fn main() {
         "peptide",
         "objectives",
         "threads",
+        "scaling",
         "all",
     ];
     if !known.contains(&what.as_str()) {
@@ -339,6 +420,9 @@ fn main() {
             "2-thread speed-up (peptide b=256)".into(),
             format!("{:.2}x (bit-identical results)", one / two),
         );
+    }
+    if all || what == "scaling" {
+        b.scaling();
     }
     println!();
     for (name, value) in b.rows {

@@ -98,25 +98,33 @@ fn same_seed_gives_byte_identical_run_files() {
 
 #[test]
 fn thread_count_does_not_change_results() {
-    let mut one = small_grid();
-    one.threads = 1;
-    let mut three = small_grid();
-    three.threads = 3;
-    let (a, b) = (tmp("threads-1"), tmp("threads-3"));
-    start(one, &a, &mut Quiet).unwrap();
-    // the config differs only in `threads`; everything it produces is identical
-    start(three, &b, &mut Quiet).unwrap();
-    for f in [
-        "metrics.jsonl",
-        "eval.jsonl",
-        "samples.csv",
-        "checkpoint/weights.safetensors",
-    ] {
-        assert_eq!(
-            read(&a.join(f)),
-            read(&b.join(f)),
-            "{f} differs between 1 and 3 threads"
-        );
+    // the small policy splits sampling only; the 2x256 one also splits its
+    // large matrix products (src/autodiff/gemm.rs) over the threads
+    let mut wide = small_grid();
+    wide.policy.hidden = vec![256, 256];
+    wide.batch = 16;
+    wide.steps = 12;
+    for (name, config) in [("small", small_grid()), ("wide", wide)] {
+        let mut one = config.clone();
+        one.threads = 1;
+        let mut three = config;
+        three.threads = 3;
+        let (a, b) = (tmp(&format!("threads-1-{name}")), tmp(&format!("threads-3-{name}")));
+        start(one, &a, &mut Quiet).unwrap();
+        // the config differs only in `threads`; everything it produces is identical
+        start(three, &b, &mut Quiet).unwrap();
+        for f in [
+            "metrics.jsonl",
+            "eval.jsonl",
+            "samples.csv",
+            "checkpoint/weights.safetensors",
+        ] {
+            assert_eq!(
+                read(&a.join(f)),
+                read(&b.join(f)),
+                "{name}: {f} differs between 1 and 3 threads"
+            );
+        }
     }
 }
 

@@ -17,6 +17,7 @@
 //! Data that comes from users (configurations, rewards, files) is validated
 //! before it reaches the tape and returns [`crate::Error`] instead.
 
+pub mod gemm;
 mod gradcheck;
 pub mod ops;
 pub mod pool;

@@ -7,7 +7,7 @@
 
 use ndarray::{concatenate, s, Array2, ArrayView2, Axis, Zip};
 
-use super::pool;
+use super::{gemm, pool};
 use crate::Scalar;
 
 /// A differentiable operation on 2-D arrays.
@@ -79,11 +79,11 @@ impl<T: Scalar> Op<T> for MatMul {
             a.dim(),
             b.dim()
         );
-        pool::dot(a.view(), b.view())
+        gemm::dot(a.view(), b.view())
     }
     fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
         let (a, b) = (xs[0], xs[1]);
-        vec![Some(pool::dot(g.view(), b.t())), Some(pool::dot(a.t(), g.view()))]
+        vec![Some(gemm::dot(g.view(), b.t())), Some(gemm::dot(a.t(), g.view()))]
     }
 }
 

@@ -187,6 +187,8 @@ impl<E: Environment, R: LogReward<E::State>> Trainer<E, R> {
     /// One optimisation step.
     pub fn train_step(&mut self) -> Result<StepMetrics> {
         let clock = Instant::now();
+        // large products of this step split over the same workers as sampling (bit-identical for any count)
+        crate::autodiff::gemm::set_threads(self.sampler.threads);
         let (traj, log_r, on_policy) = self.batch()?;
         let t_sample = clock.elapsed().as_secs_f64();
         let mean_log_r = log_r[..on_policy].iter().sum::<f64>() / on_policy as f64;
