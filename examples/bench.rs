@@ -9,6 +9,8 @@
 //! computes them) divided by the single-thread GEMM rate measured here at
 //! 256x256x256; `ratio` = measured time / floor.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use gflownet::env::{HyperGrid, HyperGridReward, Peptide};
@@ -20,6 +22,46 @@ use gflownet::reward::{PeptideLogReward, PeptideReward};
 use gflownet::sampler::{Exploration, Sampler};
 use gflownet::train::{objective_from_flags, LogZInit, TrainConfig, Trainer};
 use ndarray::Array2;
+
+/// Counts heap allocations, to report them per training step.
+struct Counting;
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static ALLOC_BYTES: AtomicU64 = AtomicU64::new(0);
+static LARGE_ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        ALLOC_BYTES.fetch_add(layout.size() as u64, Relaxed);
+        if layout.size() >= 1 << 16 {
+            LARGE_ALLOCS.fetch_add(1, Relaxed);
+        }
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// (allocations, bytes, allocations of 64 KiB or more) so far.
+fn alloc_counts() -> [u64; 3] {
+    [
+        ALLOCS.load(Relaxed),
+        ALLOC_BYTES.load(Relaxed),
+        LARGE_ALLOCS.load(Relaxed),
+    ]
+}
+
+/// Minor page faults of this process so far (0 where /proc is unavailable).
+fn minor_faults() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| s.rsplit(')').next()?.split_whitespace().nth(7)?.parse().ok())
+        .unwrap_or(0)
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -192,6 +234,7 @@ impl Bench {
             t.train_step().unwrap();
         }
         let mut parts = [vec![], vec![], vec![], vec![], vec![]];
+        let (a0, f0) = (alloc_counts(), minor_faults());
         for _ in 0..100 {
             let c = Instant::now();
             t.train_step().unwrap();
@@ -201,19 +244,29 @@ impl Bench {
                 v.push(x);
             }
         }
+        let (a1, f1) = (alloc_counts(), minor_faults());
+        let per_step = |i: usize| (a1[i] - a0[i]) as f64 / 100.0;
+        let faults = (f1 - f0) as f64 / 100.0;
         let [total, sample, loss, backward, optim] = parts.map(median);
         let (floor, _) = Self::trainer_floor(&mut t, rate);
         let mut json = serde_json::json!({"bench": "hypergrid", "ndim": 4, "height": 8, "objective": objective,
             "batch": batch, "ms_per_iter": total * 1e3, "sample_ms": sample * 1e3, "loss_ms": loss * 1e3,
-            "backward_ms": backward * 1e3, "optim_ms": optim * 1e3, "floor_ms": floor * 1e3, "ratio": total / floor});
+            "backward_ms": backward * 1e3, "optim_ms": optim * 1e3, "floor_ms": floor * 1e3, "ratio": total / floor,
+            "allocs_per_step": per_step(0), "alloc_kib_per_step": per_step(1) / 1024.0,
+            "allocs_64kib_per_step": per_step(2), "minor_faults_per_step": faults});
         let mut text = format!(
-            "{:.2} ms/iter (sample {:.2}, loss {:.2}, backward {:.2}, optim {:.2}); {:.1}x floor",
+            "{:.2} ms/iter (sample {:.2}, loss {:.2}, backward {:.2}, optim {:.2}); {:.1}x floor; \
+             per step {:.0} allocations ({:.0} KiB, {:.0} of >= 64 KiB), {:.0} page faults",
             total * 1e3,
             sample * 1e3,
             loss * 1e3,
             backward * 1e3,
             optim * 1e3,
-            total / floor
+            total / floor,
+            per_step(0),
+            per_step(1) / 1024.0,
+            per_step(2),
+            faults
         );
         if to_target {
             // time to exact L1 <= 0.15 from a fresh start (checked every 100 iterations, up to 3000)

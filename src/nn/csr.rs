@@ -9,6 +9,13 @@ use ndarray::Array2;
 
 use crate::Scalar;
 
+/// `y += a * x` over slices: a plain loop the compiler vectorizes.
+fn axpy<T: Scalar>(a: T, x: &[T], y: &mut [T]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
 /// A sparse `[nrows, ncols]` matrix, row by row.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Csr {
@@ -107,10 +114,16 @@ impl Csr {
             w.dim()
         );
         let mut out = crate::autodiff::pool::zeros((self.nrows(), w.ncols()));
+        let w = w.as_standard_layout();
         for (r, mut o) in out.rows_mut().into_iter().enumerate() {
+            let o = o.as_slice_mut().expect("a fresh array is row-major");
             let (c, v) = self.row(r);
             for (&c, &v) in c.iter().zip(v) {
-                o.scaled_add(T::from_f64(v as f64), &w.row(c as usize));
+                axpy(
+                    T::from_f64(v as f64),
+                    w.row(c as usize).as_slice().expect("row-major"),
+                    o,
+                );
             }
         }
         out
@@ -119,10 +132,18 @@ impl Csr {
     /// `selfᵀ · g`: the gradient of `self · w` with respect to `w`.
     pub fn t_matmul<T: Scalar>(&self, g: &Array2<T>) -> Array2<T> {
         let mut out = crate::autodiff::pool::zeros((self.ncols, g.ncols()));
+        let g = g.as_standard_layout();
         for r in 0..self.nrows() {
             let (c, v) = self.row(r);
+            let g_row = g.row(r);
+            let g_row = g_row.as_slice().expect("row-major");
             for (&c, &v) in c.iter().zip(v) {
-                out.row_mut(c as usize).scaled_add(T::from_f64(v as f64), &g.row(r));
+                let mut o = out.row_mut(c as usize);
+                axpy(
+                    T::from_f64(v as f64),
+                    g_row,
+                    o.as_slice_mut().expect("a fresh array is row-major"),
+                );
             }
         }
         out

@@ -29,13 +29,20 @@ impl Activation {
 
     /// The activation applied in place, without a tape (same formulas as the tape ops).
     pub fn infer_inplace<T: Scalar>(self, h: &mut ndarray::Array2<T>) {
+        fn each<T: Scalar>(h: &mut ndarray::Array2<T>, f: impl Fn(T) -> T) {
+            match h.as_slice_mut() {
+                // contiguous (the usual case): a plain loop the compiler vectorizes
+                Some(s) => s.iter_mut().for_each(|v| *v = f(*v)),
+                None => h.mapv_inplace(f),
+            }
+        }
         match self {
-            Activation::Relu => h.mapv_inplace(|v| v.max(T::zero())),
+            Activation::Relu => each(h, |v| v.max(T::zero())),
             Activation::LeakyRelu(k) => {
                 let k = T::from_f64(k);
-                h.mapv_inplace(|v| if v > T::zero() { v } else { k * v })
+                each(h, |v| if v > T::zero() { v } else { k * v })
             }
-            Activation::Tanh => h.mapv_inplace(T::tanh),
+            Activation::Tanh => each(h, T::tanh),
         }
     }
 
