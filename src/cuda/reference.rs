@@ -105,7 +105,7 @@ impl CpuStep {
             active = still;
             step += 1;
         }
-        assemble(env, paths, None)
+        assemble(env, paths, false)
     }
 
     /// The objective's value and its gradients on the tape, in store order: `(value, log Z, grads)`.

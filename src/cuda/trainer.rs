@@ -401,7 +401,7 @@ impl GpuTrainer {
             active = still;
             step += 1;
         }
-        Ok(assemble(env, paths, None))
+        Ok(assemble(env, paths, false))
     }
 
     /// One update of `objective` on the given trajectories (`log_r`: `log R` per trajectory).
