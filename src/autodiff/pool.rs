@@ -56,6 +56,17 @@ fn with<T: Scalar, R>(f: impl FnOnce(&mut Pool<T>) -> R) -> Option<R> {
     T::pool().try_with(|p: &RefCell<Pool<T>>| f(&mut p.borrow_mut())).ok()
 }
 
+/// Frees the buffers this thread keeps (they are otherwise kept until the
+/// thread ends: about one training step's worth of memory).
+pub fn release<T: Scalar>() {
+    with(|p: &mut Pool<T>| p.free.clear());
+}
+
+/// Bytes this thread keeps for reuse.
+pub fn kept_bytes<T: Scalar>() -> usize {
+    with(|p: &mut Pool<T>| p.free.iter().map(|v| v.capacity() * std::mem::size_of::<T>()).sum()).unwrap_or(0)
+}
+
 /// A zero-filled `shape` array, in a reused buffer when one fits.
 pub fn zeros<T: Scalar>(shape: (usize, usize)) -> Array2<T> {
     let mut a = scratch(shape);
@@ -122,6 +133,19 @@ mod tests {
         give(b);
         let c = zeros::<f32>((66, 128));
         assert_eq!(c.as_ptr(), ptr, "a new buffer has room for a slightly larger array");
+    }
+
+    #[test]
+    fn release_frees_the_kept_buffers() {
+        give(zeros::<f32>((64, 128)));
+        give(zeros::<f32>((2, 2)));
+        assert_eq!(
+            kept_bytes::<f32>(),
+            64 * 128 * 9 / 8 * 4,
+            "the large one is kept, with its headroom"
+        );
+        release::<f32>();
+        assert_eq!(kept_bytes::<f32>(), 0);
     }
 
     #[test]
