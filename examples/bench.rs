@@ -87,14 +87,24 @@ fn time_it(reps: usize, mut f: impl FnMut()) -> f64 {
     median(samples)
 }
 
-/// Single-thread f32 GEMM rate in GFLOP/s for `[m, k] x [k, n]`.
-fn gemm_gflops(m: usize, k: usize, n: usize) -> f64 {
+/// Single-thread f32 GEMM rates in GFLOP/s for `[m, k] x [k, n]`: ndarray's
+/// product (`matrixmultiply`) and the engine's (`gemm::dot`, its own kernel for
+/// few rows), timed alternately.
+fn gemm_gflops(m: usize, k: usize, n: usize) -> (f64, f64) {
     let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 31 + j * 17) % 13) as f32 * 0.01);
     let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 7 + j * 11) % 17) as f32 * 0.01);
-    let secs = time_it(15, || {
-        std::hint::black_box(a.dot(&b));
-    });
-    2.0 * (m * k * n) as f64 / secs / 1e9
+    gflownet::autodiff::gemm::set_threads(1);
+    let (mut nd, mut engine) = (vec![], vec![]);
+    for _ in 0..7 {
+        nd.push(time_it(3, || {
+            std::hint::black_box(a.dot(&b));
+        }));
+        engine.push(time_it(3, || {
+            gflownet::autodiff::pool::give(std::hint::black_box(gflownet::autodiff::gemm::dot(a.view(), b.view())));
+        }));
+    }
+    let flops = 2.0 * (m * k * n) as f64;
+    (flops / median(nd) / 1e9, flops / median(engine) / 1e9)
 }
 
 struct Bench {
@@ -111,27 +121,33 @@ impl Bench {
 
     fn yardstick(&mut self) -> f64 {
         if self.rate == 0.0 {
-            self.rate = gemm_gflops(256, 256, 256);
+            self.rate = gemm_gflops(256, 256, 256).0;
         }
         self.rate
     }
 
     fn matmul(&mut self) {
         for (m, k, n) in [
-            (16, 32, 256),
+            (1, 256, 256),
+            (4, 256, 256),
             (16, 256, 256),
+            (32, 256, 256),
+            (64, 256, 256),
+            (128, 256, 256),
+            (16, 256, 5),
+            (64, 256, 9),
             (256, 256, 256),
             (2048, 256, 256),
             (512, 2048, 2048),
         ] {
-            let g = gemm_gflops(m, k, n);
+            let (g, engine) = gemm_gflops(m, k, n);
             if (m, k, n) == (256, 256, 256) {
                 self.rate = g;
             }
             self.emit(
-                serde_json::json!({"bench": "matmul", "m": m, "k": k, "n": n, "gflops": g}),
+                serde_json::json!({"bench": "matmul", "m": m, "k": k, "n": n, "gflops": g, "engine_gflops": engine}),
                 format!("matmul {m}x{k}x{n}"),
-                format!("{g:.1} GFLOP/s"),
+                format!("{g:.1} GFLOP/s ndarray, {engine:.1} engine ({:.2}x)", engine / g),
             );
         }
     }
