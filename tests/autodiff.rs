@@ -153,6 +153,36 @@ proptest! {
     }
 
     #[test]
+    fn affine(x in matrix(5, 4, -2.0, 2.0), n in 1usize..5, seed in 0u64..1000,
+              picks in proptest::collection::vec((0usize..6, -2.0f32..2.0), 0..12)) {
+        let k = x.ncols();
+        let w = Array2::from_shape_fn((k, n), |(i, j)| ((i * 7 + j * 3) as f64 + seed as f64).sin());
+        let b = Array2::from_shape_fn((1, n), |(_, j)| (j as f64 - seed as f64).cos());
+        // the fused op equals matmul then add, and its gradients match finite differences
+        let mut t = Tape::new();
+        let (xv, wv, bv) = (t.constant(x.clone()), t.constant(w.clone()), t.constant(b.clone()));
+        let fused = t.affine(xv, wv, bv);
+        let xw = t.matmul(xv, wv);
+        let apart = t.add(xw, bv);
+        prop_assert_eq!(t.value(fused), t.value(apart));
+        assert_grad(&[x, w.clone(), b.clone()], |t, v| { let y = t.affine(v[0], v[1], v[2]); wsum(t, y) })?;
+        // and the sparse one
+        let mut sx = gflownet::nn::Csr::new(k);
+        for chunk in picks.chunks(3) {
+            sx.push_row(chunk.iter().map(|&(c, v)| ((c % k) as u32, v)));
+        }
+        sx.push_row([]);
+        let dense = sx.to_dense().mapv(|v| v as f64);
+        let sx = std::sync::Arc::new(sx);
+        let direct = dense.dot(&w) + &b;
+        let mut t = Tape::new();
+        let (wv, bv) = (t.constant(w.clone()), t.constant(b.clone()));
+        let y = t.sparse_affine(sx.clone(), wv, bv);
+        prop_assert!((t.value(y) - &direct).iter().all(|d| d.abs() < 1e-6), "forward equals the dense affine map");
+        assert_grad(&[w, b], |t, v| { let y = t.sparse_affine(sx.clone(), v[0], v[1]); wsum(t, y) })?;
+    }
+
+    #[test]
     fn node_used_several_times(a in matrix(4, 4, -1.5, 1.5)) {
         // x*x + exp(x)*x + x: x feeds five uses
         assert_grad(&[a], |t, v| {

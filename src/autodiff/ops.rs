@@ -104,6 +104,76 @@ impl<T: Scalar> Op<T> for SparseMatMul {
     }
 }
 
+/// `x [m, k] · w [k, n] + b [1, n]`: a linear layer in one op, the bias added
+/// to the product in place (no separate `add` pass and its gradient copy).
+pub struct Affine;
+impl<T: Scalar> Op<T> for Affine {
+    fn name(&self) -> &'static str {
+        "affine"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        let (x, w, b) = (xs[0], xs[1], xs[2]);
+        assert!(
+            x.ncols() == w.nrows() && b.dim() == (1, w.ncols()),
+            "affine: shapes {:?} · {:?} + {:?} do not chain",
+            x.dim(),
+            w.dim(),
+            b.dim()
+        );
+        add_row(gemm::dot(x.view(), w.view()), b)
+    }
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        let (x, w) = (xs[0], xs[1]);
+        vec![
+            Some(gemm::dot(g.view(), w.t())),
+            Some(gemm::dot(x.t(), g.view())),
+            Some(column_sums(g)),
+        ]
+    }
+}
+
+/// `x · w + b` for a constant sparse `x` (state features): [`SparseMatMul`]
+/// with the bias of [`Affine`].
+pub struct SparseAffine {
+    pub x: std::sync::Arc<crate::nn::Csr>,
+}
+impl<T: Scalar> Op<T> for SparseAffine {
+    fn name(&self) -> &'static str {
+        "sparse_affine"
+    }
+    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
+        let (w, b) = (xs[0], xs[1]);
+        assert!(
+            b.dim() == (1, w.ncols()),
+            "sparse_affine: bias {:?} for weights {:?}",
+            b.dim(),
+            w.dim()
+        );
+        add_row(self.x.matmul(w), b)
+    }
+    fn backward(&self, _: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        vec![Some(self.x.t_matmul(g)), Some(column_sums(g))]
+    }
+}
+
+/// `a` with the row `b [1, n]` added to each of its rows, in place.
+fn add_row<T: Scalar>(mut a: Array2<T>, b: &Array2<T>) -> Array2<T> {
+    let b = b.row(0);
+    for mut row in a.rows_mut() {
+        match (row.as_slice_mut(), b.as_slice()) {
+            // contiguous (the usual case): a loop the compiler vectorizes
+            (Some(r), Some(b)) => r.iter_mut().zip(b).for_each(|(r, &b)| *r += b),
+            _ => row.zip_mut_with(&b, |r, &b| *r += b),
+        }
+    }
+    a
+}
+
+/// Sums of the columns of `g`, `[1, n]` (the gradient of a broadcast bias row).
+fn column_sums<T: Scalar>(g: &Array2<T>) -> Array2<T> {
+    g.sum_axis(Axis(0)).insert_axis(Axis(0))
+}
+
 // ---------------------------------------------------------------- add, sub, mul
 
 /// `a + b` with size-1 broadcasting.

@@ -154,6 +154,14 @@ impl<T: Scalar> Tape<T> {
     pub fn sparse_matmul(&mut self, x: std::sync::Arc<crate::nn::Csr>, w: Var) -> Var {
         self.apply(ops::SparseMatMul { x }, &[w])
     }
+    /// `x · w + b` for a bias row `b` (a linear layer in one op).
+    pub fn affine(&mut self, x: Var, w: Var, b: Var) -> Var {
+        self.apply(ops::Affine, &[x, w, b])
+    }
+    /// `x · w + b` for sparse constant rows `x` and a bias row `b`.
+    pub fn sparse_affine(&mut self, x: std::sync::Arc<crate::nn::Csr>, w: Var, b: Var) -> Var {
+        self.apply(ops::SparseAffine { x }, &[w, b])
+    }
     /// Elementwise `a + b`, broadcasting size-1 dimensions (e.g. a bias row).
     pub fn add(&mut self, a: Var, b: Var) -> Var {
         self.apply(ops::Add, &[a, b])

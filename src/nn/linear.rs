@@ -64,14 +64,12 @@ impl Linear {
 
     /// `x W + b` on the tape.
     pub fn forward<T: Scalar>(&self, tape: &mut Tape<T>, p: &Bound, x: Var) -> Var {
-        let xw = tape.matmul(x, p[self.w]);
-        tape.add(xw, p[self.b])
+        tape.affine(x, p[self.w], p[self.b])
     }
 
     /// `x W + b` for sparse constant rows `x`: a sum of selected rows of `W`.
     pub fn forward_sparse<T: Scalar>(&self, tape: &mut Tape<T>, p: &Bound, x: std::sync::Arc<Csr>) -> Var {
-        let xw = tape.sparse_matmul(x, p[self.w]);
-        tape.add(xw, p[self.b])
+        tape.sparse_affine(x, p[self.w], p[self.b])
     }
 
     /// `x W + b` without a tape (inference), for dense or sparse `x`.
