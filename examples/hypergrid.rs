@@ -26,7 +26,7 @@ struct Args {
     iters: u64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Worker threads (results do not depend on it; the engine is single-threaded for now).
+    /// Worker threads (0: all cores); results are bit-identical whatever the number.
     #[arg(long, default_value_t = 0)]
     threads: usize,
     /// tb | subtb | db | rev-kl | fwd-kl | renyi | tsallis
