@@ -10,7 +10,7 @@
 //! the arithmetic when `a` has a handful of rows: the sampler's forward pass
 //! once most trajectories of a batch have finished. Products of at most
 //! [`FEW_ROWS`] rows (and at least 16 columns) therefore go to
-//! [`few_rows_f32`], which reads the weights in place: about twice as fast at 1
+//! [`few_rows_f32`], which reads the weights in place: 2-4 times as fast at 1
 //! to 4 rows, even at 16 (BENCHMARKS.md). It is used on `f32` where the CPU has
 //! AVX2 and FMA, and decided per product (never per band), so a given product
 //! is computed the same way whatever the number of threads.
