@@ -117,12 +117,7 @@ fn few_rows_fma(a: &[f32], b: &[f32], out: &mut [f32], m: usize, k: usize, n: us
             row[..n - full].copy_from_slice(&b[p * n + full..p * n + n]);
         }
     }
-    let cols = Columns {
-        b,
-        n,
-        full,
-        tail: &tail,
-    };
+    let cols = Columns { b, n, tail: &tail };
     // MR rows at a time (they stay in L1 while `b` streams past them)
     for (rows, i) in a.chunks(MR * k).zip((0..m).step_by(MR)) {
         let out = &mut out[i * n..];
@@ -143,13 +138,12 @@ thread_local! {
     static TAIL: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-/// `b`'s columns as the kernel reads them: strips of 16 in place up to
-/// `full`, then `tail` (columns `full..`, zero-padded to 16).
+/// `b`'s columns as the kernel reads them: strips of 16 in place, then `tail`
+/// (the last `n % 16` columns, zero-padded to 16).
 #[cfg(target_arch = "x86_64")]
 struct Columns<'a> {
     b: &'a [f32],
     n: usize,
-    full: usize,
     tail: &'a [f32],
 }
 
@@ -157,12 +151,12 @@ struct Columns<'a> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn row_block<const R: usize>(rows: &[f32], k: usize, c: &Columns<'_>, out: &mut [f32]) {
-    let n = c.n;
-    for j in (0..c.full).step_by(16) {
+    let (n, full) = (c.n, c.n / 16 * 16);
+    for j in (0..full).step_by(16) {
         tile::<R>(rows, k, &c.b[j..], n, &mut out[j..], n, 16);
     }
-    if c.full < n {
-        tile::<R>(rows, k, c.tail, 16, &mut out[c.full..], n, n - c.full);
+    if full < n {
+        tile::<R>(rows, k, c.tail, 16, &mut out[full..], n, n - full);
     }
 }
 

@@ -49,7 +49,7 @@ fn broadcast_shape(op: &str, a: (usize, usize), b: (usize, usize)) -> (usize, us
 fn sum_to<T: Scalar>(g: &Array2<T>, shape: (usize, usize)) -> Array2<T> {
     match (shape.0 == 1 && g.nrows() != 1, shape.1 == 1 && g.ncols() != 1) {
         (false, false) => pool::copy(g),
-        (true, false) => g.sum_axis(Axis(0)).insert_axis(Axis(0)),
+        (true, false) => column_sums(g),
         (false, true) => g.sum_axis(Axis(1)).insert_axis(Axis(1)),
         (true, true) => g
             .sum_axis(Axis(0))
@@ -104,60 +104,50 @@ impl<T: Scalar> Op<T> for SparseMatMul {
     }
 }
 
-/// `x [m, k] · w [k, n] + b [1, n]`: a linear layer in one op, the bias added
-/// to the product in place (no separate `add` pass and its gradient copy).
+/// `x [m, k] · w [k, n] + b [1, n]`: [`MatMul`] with the bias added to the
+/// product in place (no separate `add` pass and its gradient copy); the bias's
+/// gradient is the column sums of `g`.
 pub struct Affine;
 impl<T: Scalar> Op<T> for Affine {
     fn name(&self) -> &'static str {
         "affine"
     }
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
-        let (x, w, b) = (xs[0], xs[1], xs[2]);
-        assert!(
-            x.ncols() == w.nrows() && b.dim() == (1, w.ncols()),
-            "affine: shapes {:?} · {:?} + {:?} do not chain",
-            x.dim(),
-            w.dim(),
-            b.dim()
-        );
-        add_row(gemm::dot(x.view(), w.view()), b)
+        add_row("affine", MatMul.forward(&xs[..2]), xs[2])
     }
-    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
-        let (x, w) = (xs[0], xs[1]);
-        vec![
-            Some(gemm::dot(g.view(), w.t())),
-            Some(gemm::dot(x.t(), g.view())),
-            Some(column_sums(g)),
-        ]
+    fn backward(&self, xs: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        let mut grads = MatMul.backward(&xs[..2], out, g);
+        grads.push(Some(column_sums(g)));
+        grads
     }
 }
 
 /// `x · w + b` for a constant sparse `x` (state features): [`SparseMatMul`]
 /// with the bias of [`Affine`].
-pub struct SparseAffine {
-    pub x: std::sync::Arc<crate::nn::Csr>,
-}
+pub struct SparseAffine(pub SparseMatMul);
 impl<T: Scalar> Op<T> for SparseAffine {
     fn name(&self) -> &'static str {
         "sparse_affine"
     }
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
-        let (w, b) = (xs[0], xs[1]);
-        assert!(
-            b.dim() == (1, w.ncols()),
-            "sparse_affine: bias {:?} for weights {:?}",
-            b.dim(),
-            w.dim()
-        );
-        add_row(self.x.matmul(w), b)
+        add_row("sparse_affine", self.0.forward(&xs[..1]), xs[1])
     }
-    fn backward(&self, _: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
-        vec![Some(self.x.t_matmul(g)), Some(column_sums(g))]
+    fn backward(&self, xs: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        let mut grads = self.0.backward(&xs[..1], out, g);
+        grads.push(Some(column_sums(g)));
+        grads
     }
 }
 
-/// `a` with the row `b [1, n]` added to each of its rows, in place.
-fn add_row<T: Scalar>(mut a: Array2<T>, b: &Array2<T>) -> Array2<T> {
+/// `a` with the row `b [1, n]` added to each of its rows, in place; panics
+/// naming `op` and both shapes if `b` is not such a row.
+fn add_row<T: Scalar>(op: &str, mut a: Array2<T>, b: &Array2<T>) -> Array2<T> {
+    assert!(
+        b.dim() == (1, a.ncols()),
+        "{op}: bias {:?} for a product {:?}",
+        b.dim(),
+        a.dim()
+    );
     let b = b.row(0);
     for mut row in a.rows_mut() {
         match (row.as_slice_mut(), b.as_slice()) {

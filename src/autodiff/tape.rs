@@ -160,7 +160,7 @@ impl<T: Scalar> Tape<T> {
     }
     /// `x · w + b` for sparse constant rows `x` and a bias row `b`.
     pub fn sparse_affine(&mut self, x: std::sync::Arc<crate::nn::Csr>, w: Var, b: Var) -> Var {
-        self.apply(ops::SparseAffine { x }, &[w, b])
+        self.apply(ops::SparseAffine(ops::SparseMatMul { x }), &[w, b])
     }
     /// Elementwise `a + b`, broadcasting size-1 dimensions (e.g. a bias row).
     pub fn add(&mut self, a: Var, b: Var) -> Var {
