@@ -36,26 +36,18 @@ pub trait Scalar:
     fn infinity() -> Self;
     /// Bit pattern widened to u64, for bit-exact comparisons and hashing.
     fn to_bits_u64(self) -> u64;
-    /// `out = a · b` by the engine's own kernel where it has one for this type
-    /// and shape (see [`crate::autodiff::gemm`]); `false` leaves `out` alone.
-    fn few_rows(
-        a: ndarray::ArrayView2<'_, Self>,
-        b: ndarray::ArrayView2<'_, Self>,
-        out: &mut ndarray::Array2<Self>,
-    ) -> bool;
+    /// The engine's own product kernel for this type on this CPU, if it has
+    /// one (see [`crate::autodiff::gemm`]).
+    fn kernel() -> Option<crate::autodiff::gemm::Kernel<Self>>;
     /// This thread's free list of array buffers (see [`crate::autodiff::pool`]).
     fn pool() -> &'static std::thread::LocalKey<std::cell::RefCell<crate::autodiff::pool::Pool<Self>>>;
 }
 
 macro_rules! impl_scalar {
-    ($t:ty, $few_rows:expr) => {
+    ($t:ty, $kernel:expr) => {
         impl Scalar for $t {
-            fn few_rows(
-                a: ndarray::ArrayView2<'_, Self>,
-                b: ndarray::ArrayView2<'_, Self>,
-                out: &mut ndarray::Array2<Self>,
-            ) -> bool {
-                $few_rows(a, b, out)
+            fn kernel() -> Option<crate::autodiff::gemm::Kernel<Self>> {
+                $kernel
             }
             #[inline]
             fn from_f64(x: f64) -> Self {
@@ -123,6 +115,6 @@ macro_rules! impl_scalar {
     };
 }
 
-impl_scalar!(f32, crate::autodiff::gemm::few_rows);
+impl_scalar!(f32, crate::autodiff::gemm::f32_kernel());
 // f64 is for gradient checks, where speed does not matter
-impl_scalar!(f64, |_, _, _| false);
+impl_scalar!(f64, None);

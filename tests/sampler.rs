@@ -298,3 +298,25 @@ fn peptide_masks() {
     pep.forward_mask(&p, &mut m);
     assert!(!m[20] && m[..20].iter().all(|&v| v), "below min_len STOP is invalid");
 }
+
+#[test]
+fn wide_policy_samples_the_same_bits_with_any_thread_count() {
+    // products of more and fewer than 16 rows, and an inner dimension above
+    // the GEMM's blocking: every row must come out the same however the
+    // active rows of a step are split between workers
+    let grid = HyperGrid::new(3, 6).unwrap();
+    let cfg = PolicyConfig {
+        hidden: vec![600, 600],
+        ..PolicyConfig::default()
+    };
+    let mut store = ParamStore::new();
+    let policy = Policy::new(&grid, &cfg, &mut store, &mut rng::stream(4, rng::streams::INIT)).unwrap();
+    let one = Sampler::new(9).sample(&grid, &policy, &store, 40, Exploration::ON_POLICY);
+    for threads in [2, 3] {
+        let many = Sampler::new(9)
+            .with_threads(threads)
+            .sample(&grid, &policy, &store, 40, Exploration::ON_POLICY);
+        assert_eq!(one.actions, many.actions, "{threads} threads");
+        assert_eq!(one.log_pf, many.log_pf, "{threads} threads");
+    }
+}

@@ -75,7 +75,7 @@ impl Linear {
     /// `x W + b` without a tape (inference), for dense or sparse `x`.
     pub fn infer<T: Scalar>(&self, store: &ParamStore<T>, x: Input<'_, T>) -> Array2<T> {
         let mut xw = match x {
-            Input::Dense(x) => crate::autodiff::gemm::dot(x, store.value(self.w).view()),
+            Input::Dense(x) => crate::autodiff::gemm::dot_rows(x, store.value(self.w).view()),
             Input::Sparse(x) => x.matmul(store.value(self.w)),
         };
         xw += store.value(self.b);
