@@ -69,7 +69,7 @@ impl Default for PolicyConfig {
 impl PolicyConfig {
     /// Range checks that need no environment: at least one hidden width, each
     /// in [1, 65536], at most 2^28 hidden-to-hidden weights (1 GiB in f32), a
-    /// finite initial `log Z`.
+    /// leaky ReLU slope finite and `>= 0`, a finite initial `log Z`.
     pub fn validate(&self) -> Result<()> {
         let weights = self
             .hidden
@@ -87,6 +87,9 @@ impl PolicyConfig {
                 ),
             ));
         }
+        self.activation
+            .check()
+            .map_err(|e| Error::config("policy.activation", e))?;
         if !self.log_z_init.is_finite() {
             return Err(Error::config(
                 "policy.log_z_init",
@@ -188,30 +191,30 @@ impl Policy {
     /// All heads on the tape for the states whose (sparse) features are the rows of `x`.
     pub fn forward<T: Scalar>(&self, tape: &mut Tape<T>, p: &Bound, x: Arc<Csr>) -> Heads {
         let h = self.trunk.forward_sparse(tape, p, x.clone());
-        let pf_logits = self.pf.forward(tape, p, h);
+        let pf_logits = self.pf.forward(tape, p, h, None);
         let h_aux = match &self.aux_trunk {
             Some(aux) => aux.forward_sparse(tape, p, x),
             None => h,
         };
         Heads {
             pf_logits,
-            pb_logits: self.pb.as_ref().map(|l| l.forward(tape, p, h_aux)),
-            log_f: self.log_f.as_ref().map(|l| l.forward(tape, p, h_aux)),
+            pb_logits: self.pb.as_ref().map(|l| l.forward(tape, p, h_aux, None)),
+            log_f: self.log_f.as_ref().map(|l| l.forward(tape, p, h_aux, None)),
         }
     }
 
     /// Forward logits (and backward logits if learned) without a tape, for sampling.
     pub fn infer(&self, store: &ParamStore<f32>, x: &Csr) -> (Array2<f32>, Option<Array2<f32>>) {
         let h = self.trunk.infer(store, Input::Sparse(x));
-        let pf = self.pf.infer(store, Input::Dense(h.view()));
+        let pf = self.pf.infer(store, Input::Dense(h.view()), None);
         let pb = self.pb.as_ref().map(|l| match &self.aux_trunk {
             Some(aux) => {
                 let h_aux = aux.infer(store, Input::Sparse(x));
-                let pb = l.infer(store, Input::Dense(h_aux.view()));
+                let pb = l.infer(store, Input::Dense(h_aux.view()), None);
                 crate::autodiff::pool::give(h_aux);
                 pb
             }
-            None => l.infer(store, Input::Dense(h.view())),
+            None => l.infer(store, Input::Dense(h.view()), None),
         });
         crate::autodiff::pool::give(h);
         (pf, pb)

@@ -2,7 +2,7 @@
 //! shapes and values (proptest), plus the masked-softmax guarantees.
 
 #![allow(clippy::cloned_ref_to_slice_refs)] // `&[a.clone()]` reads best in these one-line checks
-use gflownet::autodiff::{gradcheck, Tape, Var};
+use gflownet::autodiff::{gradcheck, Activation, Tape, Var};
 use ndarray::Array2;
 use proptest::prelude::*;
 
@@ -158,15 +158,6 @@ proptest! {
         let k = x.ncols();
         let w = Array2::from_shape_fn((k, n), |(i, j)| ((i * 7 + j * 3) as f64 + seed as f64).sin());
         let b = Array2::from_shape_fn((1, n), |(_, j)| (j as f64 - seed as f64).cos());
-        // the fused op equals matmul then add, and its gradients match finite differences
-        let mut t = Tape::new();
-        let (xv, wv, bv) = (t.constant(x.clone()), t.constant(w.clone()), t.constant(b.clone()));
-        let fused = t.affine(xv, wv, bv);
-        let xw = t.matmul(xv, wv);
-        let apart = t.add(xw, bv);
-        prop_assert_eq!(t.value(fused), t.value(apart));
-        assert_grad(&[x, w.clone(), b.clone()], |t, v| { let y = t.affine(v[0], v[1], v[2]); wsum(t, y) })?;
-        // and the sparse one
         let mut sx = gflownet::nn::Csr::new(k);
         for chunk in picks.chunks(3) {
             sx.push_row(chunk.iter().map(|&(c, v)| ((c % k) as u32, v)));
@@ -174,12 +165,33 @@ proptest! {
         sx.push_row([]);
         let dense = sx.to_dense().mapv(|v| v as f64);
         let sx = std::sync::Arc::new(sx);
-        let direct = dense.dot(&w) + &b;
-        let mut t = Tape::new();
-        let (wv, bv) = (t.constant(w.clone()), t.constant(b.clone()));
-        let y = t.sparse_affine(sx.clone(), wv, bv);
-        prop_assert!((t.value(y) - &direct).iter().all(|d| d.abs() < 1e-6), "forward equals the dense affine map");
-        assert_grad(&[w, b], |t, v| { let y = t.sparse_affine(sx.clone(), v[0], v[1]); wsum(t, y) })?;
+        for act in [None, Some(Activation::Relu), Some(Activation::LeakyRelu(0.1)), Some(Activation::Tanh)] {
+            // the fused op equals matmul, add and the activation apart, and its
+            // gradients match finite differences
+            let mut t = Tape::new();
+            let (xv, wv, bv) = (t.constant(x.clone()), t.constant(w.clone()), t.constant(b.clone()));
+            let fused = t.affine(xv, wv, bv, act);
+            let xw = t.matmul(xv, wv);
+            let mut apart = t.add(xw, bv);
+            if let Some(act) = act {
+                apart = t.activate(apart, act);
+            }
+            prop_assert_eq!(t.value(fused), t.value(apart), "{:?}", act);
+            assert_grad(&[x.clone(), w.clone(), b.clone()], |t, v| { let y = t.affine(v[0], v[1], v[2], act); wsum(t, y) })?;
+            // and the sparse one
+            let mut direct = dense.dot(&w) + &b;
+            if let Some(act) = act {
+                let mut t = Tape::new();
+                let d = t.constant(direct);
+                let y = t.activate(d, act);
+                direct = t.value(y).clone();
+            }
+            let mut t = Tape::new();
+            let (wv, bv) = (t.constant(w.clone()), t.constant(b.clone()));
+            let y = t.sparse_affine(sx.clone(), wv, bv, act);
+            prop_assert!((t.value(y) - &direct).iter().all(|d| d.abs() < 1e-6), "forward equals the dense affine map");
+            assert_grad(&[w.clone(), b.clone()], |t, v| { let y = t.sparse_affine(sx.clone(), v[0], v[1], act); wsum(t, y) })?;
+        }
     }
 
     #[test]
@@ -317,4 +329,13 @@ fn gradcheck_catches_a_wrong_derivative() {
         t.sum(y)
     });
     assert!(r.max_error > 0.1, "{r:?}");
+}
+
+#[test]
+#[should_panic(expected = "slope must be finite and >= 0")]
+fn a_negative_leaky_relu_slope_is_refused() {
+    // its derivative is read from the sign of the output, which a negative slope flips
+    let mut t = Tape::<f64>::new();
+    let x = t.leaf(Array2::from_elem((2, 2), -1.0));
+    t.leaky_relu(x, -0.5);
 }

@@ -119,7 +119,7 @@ impl Setup {
         let logits_b = self.pb.forward(tape, p, xn);
         let lpb = tape.masked_log_softmax(logits_b, self.mask_b.clone());
         let log_pb = tape.gather(lpb, self.act_b.clone());
-        let f = self.head.forward(tape, p, x);
+        let f = self.head.forward(tape, p, x, None);
         let off = tape.constant(self.flow_offset.clone());
         let log_f = tape.add(f, off);
         Terms {
@@ -1076,7 +1076,7 @@ fn huge_residuals_in_f32() {
             let logits = s.pf.forward(&mut tape, &p, x);
             let lp = tape.masked_log_softmax(logits, s.mask_f.clone());
             let log_pf = tape.gather(lp, s.act_f.clone());
-            let log_f = s.head.forward(&mut tape, &p, x);
+            let log_f = s.head.forward(&mut tape, &p, x, None);
             let t = s.offsets[s.offsets.len() - 1];
             let b = s.offsets.len() - 1;
             let terms = Terms {

@@ -17,12 +17,14 @@
 //! Data that comes from users (configurations, rewards, files) is validated
 //! before it reaches the tape and returns [`crate::Error`] instead.
 
+mod activation;
 pub mod gemm;
 mod gradcheck;
 pub mod ops;
 pub mod pool;
 mod tape;
 
+pub use activation::Activation;
 pub use gradcheck::{gradcheck, GradCheck};
 pub use ops::Op;
 pub use tape::{Gradients, Tape, Var};

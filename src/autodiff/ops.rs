@@ -7,7 +7,7 @@
 
 use ndarray::{concatenate, s, Array2, ArrayView2, Axis, Zip};
 
-use super::{gemm, pool};
+use super::{gemm, pool, Activation};
 use crate::Scalar;
 
 /// A differentiable operation on 2-D arrays.
@@ -104,39 +104,79 @@ impl<T: Scalar> Op<T> for SparseMatMul {
     }
 }
 
-/// `x [m, k] · w [k, n] + b [1, n]`: [`MatMul`] with the bias added to the
-/// product in place (no separate `add` pass and its gradient copy); the bias's
-/// gradient is the column sums of `g`.
-pub struct Affine;
+/// `act(x [m, k] · w [k, n] + b [1, n])`, a linear layer and its activation
+/// (if any) in one op: [`MatMul`] with the bias added to the product in place
+/// and the activation applied in place on that; backward, the gradient passes
+/// back through the activation (its derivative read from the output), then
+/// [`MatMul`]'s, and the bias's gradient is the column sums.
+pub struct Affine(pub Option<Activation>);
 impl<T: Scalar> Op<T> for Affine {
     fn name(&self) -> &'static str {
         "affine"
     }
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
-        add_row("affine", MatMul.forward(&xs[..2]), xs[2])
+        activate(self.0, add_row("affine", MatMul.forward(&xs[..2]), xs[2]))
     }
     fn backward(&self, xs: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
-        let mut grads = MatMul.backward(&xs[..2], out, g);
-        grads.push(Some(column_sums(g)));
-        grads
+        through(self.0, out, g, |g| MatMul.backward(&xs[..2], out, g))
     }
 }
 
-/// `x · w + b` for a constant sparse `x` (state features): [`SparseMatMul`]
-/// with the bias of [`Affine`].
-pub struct SparseAffine(pub SparseMatMul);
+impl Affine {
+    /// The forward pass without a tape (inference), each row of the product
+    /// computed by the same operations whatever the others ([`gemm::dot_rows`]).
+    pub fn infer<T: Scalar>(&self, x: ArrayView2<'_, T>, w: &Array2<T>, b: &Array2<T>) -> Array2<T> {
+        activate(self.0, add_row("affine", gemm::dot_rows(x, w.view()), b))
+    }
+}
+
+/// `act(x · w + b)` for a constant sparse `x` (state features): [`SparseMatMul`]
+/// with the bias and activation of [`Affine`].
+pub struct SparseAffine(pub SparseMatMul, pub Option<Activation>);
 impl<T: Scalar> Op<T> for SparseAffine {
     fn name(&self) -> &'static str {
         "sparse_affine"
     }
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
-        add_row("sparse_affine", self.0.forward(&xs[..1]), xs[1])
+        activate(self.1, add_row("sparse_affine", self.0.forward(&xs[..1]), xs[1]))
     }
     fn backward(&self, xs: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
-        let mut grads = self.0.backward(&xs[..1], out, g);
-        grads.push(Some(column_sums(g)));
-        grads
+        through(self.1, out, g, |g| self.0.backward(&xs[..1], out, g))
     }
+}
+
+impl SparseAffine {
+    /// The forward pass without a tape (inference), for borrowed rows `x`.
+    pub fn infer<T: Scalar>(x: &crate::nn::Csr, w: &Array2<T>, b: &Array2<T>, act: Option<Activation>) -> Array2<T> {
+        activate(act, add_row("sparse_affine", x.matmul(w), b))
+    }
+}
+
+/// `act(y)` in place.
+fn activate<T: Scalar>(act: Option<Activation>, mut y: Array2<T>) -> Array2<T> {
+    if let Some(act) = act {
+        act.apply(&mut y);
+    }
+    y
+}
+
+/// The gradients of an affine layer whose output `out` received `g`: `g`
+/// back through the activation, then the product's gradients (`product`)
+/// and the bias's (column sums).
+fn through<T: Scalar>(
+    act: Option<Activation>,
+    out: &Array2<T>,
+    g: &Array2<T>,
+    product: impl Fn(&Array2<T>) -> Vec<Option<Array2<T>>>,
+) -> Vec<Option<Array2<T>>> {
+    let pre = act.map(|act| act.backprop(out, g));
+    let g = pre.as_ref().unwrap_or(g);
+    let mut grads = product(g);
+    grads.push(Some(column_sums(g)));
+    if let Some(pre) = pre {
+        pool::give(pre);
+    }
+    grads
 }
 
 /// `a` with the row `b [1, n]` added to each of its rows, in place; panics
@@ -299,39 +339,17 @@ impl<T: Scalar> Op<T> for Square {
     }
 }
 
-/// `a if a > 0 else slope * a` (ReLU when `slope = 0`); the derivative at 0 is `slope`.
-pub struct LeakyRelu(pub f64);
-impl<T: Scalar> Op<T> for LeakyRelu {
+/// An [`Activation`] elementwise; its derivative is read from the output.
+pub struct Activate(pub Activation);
+impl<T: Scalar> Op<T> for Activate {
     fn name(&self) -> &'static str {
-        "leaky_relu"
+        "activate"
     }
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
-        let k = t::<T>(self.0);
-        pool::map(xs[0], |v| if v > T::zero() { v } else { k * v })
-    }
-    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
-        let k = t::<T>(self.0);
-        let mut d = pool::scratch(g.dim());
-        let df = |(d, (&g, &x)): (&mut T, (&T, &T))| *d = if x > T::zero() { g } else { k * g };
-        match (d.as_slice_mut(), g.as_slice(), xs[0].as_slice()) {
-            (Some(d), Some(g), Some(x)) => d.iter_mut().zip(g.iter().zip(x)).for_each(df),
-            _ => Zip::from(&mut d).and(g).and(xs[0]).for_each(|d, g, x| df((d, (g, x)))),
-        }
-        vec![Some(d)]
-    }
-}
-
-/// `tanh(a)`; `d/da = 1 - tanh(a)^2`, reusing the output.
-pub struct Tanh;
-impl<T: Scalar> Op<T> for Tanh {
-    fn name(&self) -> &'static str {
-        "tanh"
-    }
-    fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
-        pool::map(xs[0], T::tanh)
+        activate(Some(self.0), pool::copy(xs[0]))
     }
     fn backward(&self, _: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
-        vec![Some(g * &out.mapv(|y| T::one() - y * y))]
+        vec![Some(self.0.backprop(out, g))]
     }
 }
 

@@ -3,6 +3,7 @@
 use ndarray::Array2;
 
 use super::ops::{self, Op};
+use super::Activation;
 use crate::Scalar;
 
 /// A handle to one value on a [`Tape`]. Cheap to copy; only meaningful for
@@ -154,13 +155,15 @@ impl<T: Scalar> Tape<T> {
     pub fn sparse_matmul(&mut self, x: std::sync::Arc<crate::nn::Csr>, w: Var) -> Var {
         self.apply(ops::SparseMatMul { x }, &[w])
     }
-    /// `x · w + b` for a bias row `b` (a linear layer in one op).
-    pub fn affine(&mut self, x: Var, w: Var, b: Var) -> Var {
-        self.apply(ops::Affine, &[x, w, b])
+    /// `act(x · w + b)` for a bias row `b` (a linear layer and its
+    /// activation, if any, in one op). Panics on a leaky ReLU slope that is
+    /// negative or not finite.
+    pub fn affine(&mut self, x: Var, w: Var, b: Var, act: Option<Activation>) -> Var {
+        self.apply(ops::Affine(act.map(checked)), &[x, w, b])
     }
-    /// `x · w + b` for sparse constant rows `x` and a bias row `b`.
-    pub fn sparse_affine(&mut self, x: std::sync::Arc<crate::nn::Csr>, w: Var, b: Var) -> Var {
-        self.apply(ops::SparseAffine(ops::SparseMatMul { x }), &[w, b])
+    /// `act(x · w + b)` for sparse constant rows `x` and a bias row `b`.
+    pub fn sparse_affine(&mut self, x: std::sync::Arc<crate::nn::Csr>, w: Var, b: Var, act: Option<Activation>) -> Var {
+        self.apply(ops::SparseAffine(ops::SparseMatMul { x }, act.map(checked)), &[w, b])
     }
     /// Elementwise `a + b`, broadcasting size-1 dimensions (e.g. a bias row).
     pub fn add(&mut self, a: Var, b: Var) -> Var {
@@ -192,14 +195,19 @@ impl<T: Scalar> Tape<T> {
     pub fn square(&mut self, a: Var) -> Var {
         self.apply(ops::Square, &[a])
     }
-    pub fn relu(&mut self, a: Var) -> Var {
-        self.apply(ops::LeakyRelu(0.0), &[a])
+    /// An [`Activation`] elementwise (see [`Tape::affine`] for one fused with a layer).
+    pub fn activate(&mut self, a: Var, act: Activation) -> Var {
+        self.apply(ops::Activate(checked(act)), &[a])
     }
+    pub fn relu(&mut self, a: Var) -> Var {
+        self.activate(a, Activation::Relu)
+    }
+    /// `a if a > 0 else slope * a`; panics unless `slope` is finite and `>= 0`.
     pub fn leaky_relu(&mut self, a: Var, slope: f64) -> Var {
-        self.apply(ops::LeakyRelu(slope), &[a])
+        self.activate(a, Activation::LeakyRelu(slope))
     }
     pub fn tanh(&mut self, a: Var) -> Var {
-        self.apply(ops::Tanh, &[a])
+        self.activate(a, Activation::Tanh)
     }
     /// Sum of all entries, `[1, 1]`.
     pub fn sum(&mut self, a: Var) -> Var {
@@ -262,6 +270,14 @@ impl<T: Scalar> Tape<T> {
     pub fn segment_cumsum(&mut self, a: Var, offsets: Vec<usize>) -> Var {
         self.apply(ops::SegmentCumsum { offsets }, &[a])
     }
+}
+
+/// `act`, or a panic naming what is wrong with it.
+fn checked(act: Activation) -> Activation {
+    if let Err(e) = act.check() {
+        panic!("{e}");
+    }
+    act
 }
 
 /// A dropped tape's values go back to the buffer pool for the next step.

@@ -4,7 +4,7 @@ use ndarray::Array2;
 use rand::Rng;
 
 use super::{Bound, Csr, ParamId, ParamStore};
-use crate::autodiff::{Tape, Var};
+use crate::autodiff::{ops, Activation, Tape, Var};
 use crate::Scalar;
 
 /// The input of an inference pass: dense rows or sparse rows.
@@ -62,24 +62,30 @@ impl Linear {
         Linear { w, b, fan_in, fan_out }
     }
 
-    /// `x W + b` on the tape.
-    pub fn forward<T: Scalar>(&self, tape: &mut Tape<T>, p: &Bound, x: Var) -> Var {
-        tape.affine(x, p[self.w], p[self.b])
+    /// `act(x W + b)` on the tape (no activation for `None`).
+    pub fn forward<T: Scalar>(&self, tape: &mut Tape<T>, p: &Bound, x: Var, act: Option<Activation>) -> Var {
+        tape.affine(x, p[self.w], p[self.b], act)
     }
 
-    /// `x W + b` for sparse constant rows `x`: a sum of selected rows of `W`.
-    pub fn forward_sparse<T: Scalar>(&self, tape: &mut Tape<T>, p: &Bound, x: std::sync::Arc<Csr>) -> Var {
-        tape.sparse_affine(x, p[self.w], p[self.b])
+    /// `act(x W + b)` for sparse constant rows `x`: a sum of selected rows of `W`.
+    pub fn forward_sparse<T: Scalar>(
+        &self,
+        tape: &mut Tape<T>,
+        p: &Bound,
+        x: std::sync::Arc<Csr>,
+        act: Option<Activation>,
+    ) -> Var {
+        tape.sparse_affine(x, p[self.w], p[self.b], act)
     }
 
-    /// `x W + b` without a tape (inference), for dense or sparse `x`.
-    pub fn infer<T: Scalar>(&self, store: &ParamStore<T>, x: Input<'_, T>) -> Array2<T> {
-        let mut xw = match x {
-            Input::Dense(x) => crate::autodiff::gemm::dot_rows(x, store.value(self.w).view()),
-            Input::Sparse(x) => x.matmul(store.value(self.w)),
-        };
-        xw += store.value(self.b);
-        xw
+    /// `act(x W + b)` without a tape (inference), for dense or sparse `x`: the
+    /// tape's op, its product computed row by row alike (see [`crate::autodiff::gemm::dot_rows`]).
+    pub fn infer<T: Scalar>(&self, store: &ParamStore<T>, x: Input<'_, T>, act: Option<Activation>) -> Array2<T> {
+        let (w, b) = (store.value(self.w), store.value(self.b));
+        match x {
+            Input::Dense(x) => ops::Affine(act).infer(x, w, b),
+            Input::Sparse(x) => ops::SparseAffine::infer(x, w, b, act),
+        }
     }
 
     /// Multiply-adds of one forward row.
