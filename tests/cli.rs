@@ -17,7 +17,7 @@ fn run(args: &[&str]) -> (bool, String) {
 
 #[test]
 fn invalid_flags_are_refused_naming_the_option() {
-    let dir = std::env::temp_dir().join(format!("gfn-cli-{}", std::process::id()));
+    let dir = common::Scratch::new("cli");
     let d = dir.to_str().unwrap();
     let cases: &[(&[&str], &str)] = &[
         (&["--batch", "0"], "`batch`"),
@@ -53,7 +53,7 @@ fn invalid_flags_are_refused_naming_the_option() {
         );
     }
     // a config file with an unknown field and one with a wrong type
-    let cfg = std::env::temp_dir().join(format!("gfn-cli-cfg-{}.json", std::process::id()));
+    let cfg = common::Scratch::new("cli-cfg.json");
     let good = Command::new(example("train")).arg("--print-config").output().unwrap();
     let text = String::from_utf8(good.stdout).unwrap();
     std::fs::write(&cfg, text.replacen("\"seed\"", "\"sead\"", 1)).unwrap();

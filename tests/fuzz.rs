@@ -176,17 +176,26 @@ fn compat() -> BTreeMap<String, String> {
     BTreeMap::from([("config".to_string(), "fuzz".to_string())])
 }
 
-/// A checkpoint written once (the writer fsyncs, which is slow); each case
-/// damages a copy of it.
-fn template() -> &'static (PathBuf, BTreeMap<String, Vec<u8>>) {
-    static T: std::sync::OnceLock<(PathBuf, BTreeMap<String, Vec<u8>>)> = std::sync::OnceLock::new();
+/// The files of a checkpoint directory written once (the writer fsyncs,
+/// which is slow), by name, and the contents written; each case damages a copy.
+type Template = (Vec<(std::ffi::OsString, Vec<u8>)>, BTreeMap<String, Vec<u8>>);
+
+fn template() -> &'static Template {
+    static T: std::sync::OnceLock<Template> = std::sync::OnceLock::new();
     T.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("gfn-fuzz-{}-template", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let s = Scratch::new();
+        let dir = s.0.join("template");
         let weights: Vec<u8> = (0..48u8).map(|i| i.wrapping_mul(37)).collect();
         let files = vec![("weights.bin", weights), ("state.json", b"{\"step\": 3}".to_vec())];
         write_checkpoint(&dir, &files, &compat()).unwrap();
-        (dir, files.into_iter().map(|(n, b)| (n.to_string(), b)).collect())
+        let on_disk = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name(), std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        (on_disk, files.into_iter().map(|(n, b)| (n.to_string(), b)).collect())
     })
 }
 
@@ -207,12 +216,11 @@ proptest! {
         let s = Scratch::new();
         let dir = s.0.join("ck");
         std::fs::create_dir_all(&dir).unwrap();
-        let mut names: Vec<PathBuf> = std::fs::read_dir(template)
-            .unwrap()
-            .map(|e| {
-                let from = e.unwrap().path();
-                let to = dir.join(from.file_name().unwrap());
-                std::fs::copy(&from, &to).unwrap();
+        let mut names: Vec<PathBuf> = template
+            .iter()
+            .map(|(name, bytes)| {
+                let to = dir.join(name);
+                std::fs::write(&to, bytes).unwrap();
                 to
             })
             .collect();

@@ -21,10 +21,8 @@ fn train_bin() -> PathBuf {
     common::example("train")
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gfn-rel-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+fn tmp(name: &str) -> common::Scratch {
+    common::Scratch::new(&format!("rel-{name}"))
 }
 
 /// The small HyperGrid run of tests/train.rs, checkpointing every 3 steps so
@@ -36,8 +34,8 @@ fn small_config(steps: u64) -> TrainConfig {
     c
 }
 
-fn write_config(c: &TrainConfig, name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("gfn-rel-{}-{name}.json", std::process::id()));
+fn write_config(c: &TrainConfig, name: &str) -> common::Scratch {
+    let p = tmp(&format!("{name}.json"));
     std::fs::write(&p, c.to_json()).unwrap();
     p
 }
@@ -68,10 +66,10 @@ fn comparable(file: &str, bytes: Vec<u8>) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
 }
 
-/// Asserts every run file of `dir` equals the uninterrupted `reference`'s,
-/// then removes both runs and the config file.
-fn assert_same_run_and_clean(reference: PathBuf, dir: PathBuf, cfg: PathBuf, after: &str) {
-    let litter: Vec<_> = std::fs::read_dir(&dir)
+/// Asserts every run file of `dir` equals the uninterrupted `reference`'s
+/// (their [`common::Scratch`] guards remove them).
+fn assert_same_run(reference: &Path, dir: &Path, after: &str) {
+    let litter: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".tmp"))
@@ -83,10 +81,6 @@ fn assert_same_run_and_clean(reference: PathBuf, dir: PathBuf, cfg: PathBuf, aft
             "{f} differs after {after}"
         );
     }
-    for d in [reference, dir] {
-        let _ = std::fs::remove_dir_all(d);
-    }
-    let _ = std::fs::remove_file(cfg);
 }
 
 /// The command that (re)starts the run in `out`: a fresh start while no
@@ -148,10 +142,9 @@ fn kill_and_resume(steps: u64, kills: usize, seed: u64) -> usize {
         );
         break;
     }
-    assert_same_run_and_clean(
-        reference,
-        dir,
-        cfg,
+    assert_same_run(
+        &reference,
+        &dir,
         &format!("{killed} SIGKILLs and resumes (seed {seed})"),
     );
     killed
@@ -224,7 +217,7 @@ fn failed_write_stops_with_the_file_named_and_resume_loses_nothing() {
     );
     // nothing a resume needs was lost: it completes and matches
     finish(&mut launch(&cfg, &dir));
-    assert_same_run_and_clean(reference, dir, cfg, "a failed write and a resume");
+    assert_same_run(&reference, &dir, "a failed write and a resume");
 }
 
 #[test]
@@ -246,7 +239,7 @@ fn failed_checkpoint_write_is_an_error_and_a_resume_recovers() {
     let reference = tmp("ckfull-ref");
     finish(&mut launch(&cfg, &reference));
     finish(&mut launch(&cfg, &dir));
-    assert_same_run_and_clean(reference, dir, cfg, "a failed checkpoint write and a resume");
+    assert_same_run(&reference, &dir, "a failed checkpoint write and a resume");
 }
 
 #[test]
@@ -266,5 +259,4 @@ fn output_path_that_cannot_be_created_is_refused() {
     assert!(!err.contains("panicked"), "no panic: {err}");
     assert!(err.contains(blocker.to_str().unwrap()), "the path is named: {err}");
     assert_eq!(read(&blocker), b"not a directory", "the file is untouched");
-    let _ = std::fs::remove_file(blocker);
 }

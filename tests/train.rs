@@ -10,14 +10,12 @@ use gflownet::replay::ReplayBuffer;
 use gflownet::train::{resume, start, Observer, Quiet, StepMetrics, TrainConfig, Trainer};
 use gflownet::Error;
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gfn-train-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+fn tmp(name: &str) -> Scratch {
+    Scratch::new(&format!("train-{name}"))
 }
 
 mod common;
-use common::small_grid;
+use common::{small_grid, Scratch};
 
 fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
@@ -258,6 +256,10 @@ fn invalid_configurations_are_refused_naming_the_option() {
         ("policy.hidden", Box::new(|c| c.policy.hidden = vec![])),
         ("policy.hidden", Box::new(|c| c.policy.hidden = vec![32, 0])),
         ("policy.hidden", Box::new(|c| c.policy.hidden = vec![65536; 3])),
+        (
+            "policy.activation",
+            Box::new(|c| c.policy.activation = gflownet::nn::Activation::LeakyRelu(-0.1)),
+        ),
         ("policy.log_z_init", Box::new(|c| c.policy.log_z_init = f64::INFINITY)),
         (
             "policy.backward",

@@ -27,3 +27,42 @@ pub fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     exe.parent().unwrap().parent().unwrap().join("examples").join(name)
 }
+
+/// A path under the temp dir named after this process and `name`, absent at
+/// first, removed with whatever was written there when the test ends (or
+/// fails), so that test runs leave nothing behind.
+#[allow(dead_code)] // not every test file writes files
+pub struct Scratch(PathBuf);
+
+#[allow(dead_code)]
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let p = std::env::temp_dir().join(format!("gfn-test-{}-{name}", std::process::id()));
+        remove(&p);
+        Scratch(p)
+    }
+}
+
+fn remove(p: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(p);
+    let _ = std::fs::remove_file(p);
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        remove(&self.0);
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for Scratch {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
