@@ -217,8 +217,9 @@ impl Bench {
         t: &mut Trainer<E, R>,
         rate: f64,
     ) -> (f64, f64) {
-        // sampling forward + training forward (1x) + backward (2x) over the same
-        // states, averaged over 8 batches (trajectory lengths vary from batch to batch)
+        // the forward pass over the visited states (made once, while sampling, and
+        // kept for training) and its backward (2x), averaged over 8 batches
+        // (trajectory lengths vary from batch to batch)
         let mut sampler = t.sampler.clone();
         let (mut flops, mut rows) = (0.0, 0.0);
         for _ in 0..8 {
@@ -226,7 +227,7 @@ impl Bench {
             flops += t.policy.forward_flops(&traj.features) / 8.0;
             rows += traj.n_transitions() as f64 / 8.0;
         }
-        (4.0 * flops / (rate * 1e9), rows)
+        (3.0 * flops / (rate * 1e9), rows)
     }
 
     /// Scenario 1: HyperGrid D=4, H=8, TB squared, 2x256 with a learned P_B head, Adam.

@@ -110,6 +110,81 @@ pub struct Heads {
     pub log_f: Option<Var>,
 }
 
+/// Every layer's output of a pass without a tape over some rows (see
+/// [`Policy::activations`]): what the sampler computed, which the training
+/// pass over the same states under the same weights reuses instead of
+/// computing it again ([`Policy::terms_sampled`]).
+#[derive(Clone, Debug)]
+pub struct Activations {
+    /// Each trunk layer's output (after its activation).
+    pub trunk: Vec<Array2<f32>>,
+    /// The same for the trunk of the backward and flow heads, when not shared.
+    pub aux: Option<Vec<Array2<f32>>>,
+    pub pf: Array2<f32>,
+    pub pb: Option<Array2<f32>>,
+    pub log_f: Option<Array2<f32>>,
+}
+
+impl Activations {
+    /// Rows picked from `blocks`: row `r` of the result is row `rows[r].1` of
+    /// `blocks[rows[r].0]` (all blocks from one policy); `None` without blocks.
+    pub fn gather(blocks: &[Activations], rows: &[(usize, usize)]) -> Option<Activations> {
+        let first = blocks.first()?;
+        let take = |f: &dyn Fn(&Activations) -> &Array2<f32>| {
+            let w = f(first).ncols();
+            let src: Vec<&[f32]> = blocks.iter().map(|a| f(a).as_slice().expect("row-major")).collect();
+            let mut out = crate::autodiff::pool::scratch((rows.len(), w));
+            let dst = out.as_slice_mut().expect("row-major");
+            for (d, &(b, r)) in dst.chunks_exact_mut(w.max(1)).zip(rows) {
+                d.copy_from_slice(&src[b][r * w..(r + 1) * w]);
+            }
+            out
+        };
+        let layers = |n: usize, f: &dyn Fn(&Activations, usize) -> &Array2<f32>| -> Vec<Array2<f32>> {
+            (0..n).map(|i| take(&|a| f(a, i))).collect()
+        };
+        Some(Activations {
+            trunk: layers(first.trunk.len(), &|a, i| &a.trunk[i]),
+            aux: first
+                .aux
+                .as_ref()
+                .map(|x| layers(x.len(), &|a, i| &a.aux.as_ref().expect("one policy")[i])),
+            pf: take(&|a| &a.pf),
+            pb: first.pb.as_ref().map(|_| take(&|a| a.pb.as_ref().expect("one policy"))),
+            log_f: first
+                .log_f
+                .as_ref()
+                .map(|_| take(&|a| a.log_f.as_ref().expect("one policy"))),
+        })
+    }
+
+    /// The rows of every block in turn (`None` without blocks).
+    pub fn stack(mut blocks: Vec<Activations>) -> Option<Activations> {
+        if blocks.len() <= 1 {
+            return blocks.pop();
+        }
+        let rows: Vec<(usize, usize)> = (blocks.iter().enumerate())
+            .flat_map(|(b, a)| (0..a.pf.nrows()).map(move |r| (b, r)))
+            .collect();
+        let out = Activations::gather(&blocks, &rows);
+        blocks.into_iter().for_each(Activations::give_back);
+        out
+    }
+
+    /// Hands the arrays back to the buffer pool.
+    pub fn give_back(self) {
+        use crate::autodiff::pool::give;
+        self.trunk
+            .into_iter()
+            .chain(self.aux.into_iter().flatten())
+            .for_each(give);
+        [Some(self.pf), self.pb, self.log_f]
+            .into_iter()
+            .flatten()
+            .for_each(give);
+    }
+}
+
 /// Trunk plus heads; all parameters live in a [`ParamStore`].
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -203,21 +278,84 @@ impl Policy {
         }
     }
 
+    /// The heads on the tape with every layer's value computed beforehand by
+    /// [`Policy::activations`] on these rows `x` and the weights bound in `p`.
+    pub fn forward_recorded(&self, tape: &mut Tape<f32>, p: &Bound, x: Arc<Csr>, acts: Activations) -> Heads {
+        let shaped = acts.pf.nrows() == x.nrows()
+            && acts.aux.is_some() == self.aux_trunk.is_some()
+            && acts.pb.is_some() == self.pb.is_some()
+            && acts.log_f.is_some() == self.log_f.is_some();
+        assert!(shaped, "forward_recorded: activations of another policy or other rows");
+        let h = self.trunk.record_sparse(tape, p, x.clone(), acts.trunk);
+        let pf_logits = self.pf.record(tape, p, h, None, acts.pf);
+        let h_aux = match (&self.aux_trunk, acts.aux) {
+            (Some(aux), Some(values)) => aux.record_sparse(tape, p, x, values),
+            _ => h,
+        };
+        Heads {
+            pf_logits,
+            pb_logits: self
+                .pb
+                .as_ref()
+                .zip(acts.pb)
+                .map(|(l, v)| l.record(tape, p, h_aux, None, v)),
+            log_f: self
+                .log_f
+                .as_ref()
+                .zip(acts.log_f)
+                .map(|(l, v)| l.record(tape, p, h_aux, None, v)),
+        }
+    }
+
+    /// Every layer's output without a tape, for the rows of `x` (each row
+    /// computed alike whatever the others).
+    pub fn activations(&self, store: &ParamStore<f32>, x: &Csr) -> Activations {
+        self.pass(store, x, true)
+    }
+
     /// Forward logits (and backward logits if learned) without a tape, for sampling.
     pub fn infer(&self, store: &ParamStore<f32>, x: &Csr) -> (Array2<f32>, Option<Array2<f32>>) {
-        let h = self.trunk.infer(store, Input::Sparse(x));
-        let pf = self.pf.infer(store, Input::Dense(h.view()), None);
-        let pb = self.pb.as_ref().map(|l| match &self.aux_trunk {
-            Some(aux) => {
-                let h_aux = aux.infer(store, Input::Sparse(x));
-                let pb = l.infer(store, Input::Dense(h_aux.view()), None);
-                crate::autodiff::pool::give(h_aux);
-                pb
+        let acts = self.pass(store, x, false);
+        (acts.pf, acts.pb)
+    }
+
+    /// A pass without a tape: with `all`, every layer's output; else only the
+    /// logits sampling needs (the trunks' last outputs go back to the pool,
+    /// and the flow head and a separate trunk serving it alone are skipped).
+    pub(crate) fn pass(&self, store: &ParamStore<f32>, x: &Csr, all: bool) -> Activations {
+        let layers = |m: &Mlp| match all {
+            true => m.infer_layers(store, Input::Sparse(x)),
+            false => vec![m.infer(store, Input::Sparse(x))],
+        };
+        let trunk = layers(&self.trunk);
+        let aux = (self.aux_trunk.as_ref())
+            .filter(|_| all || self.pb.is_some())
+            .map(layers);
+        let h = trunk.last().expect("a layer");
+        let h_aux = aux.as_ref().map_or(h, |a| a.last().expect("a layer"));
+        let head = |l: &Linear, h: &Array2<f32>| l.infer(store, Input::Dense(h.view()), None);
+        let acts = Activations {
+            pf: head(&self.pf, h),
+            pb: self.pb.as_ref().map(|l| head(l, h_aux)),
+            log_f: self.log_f.as_ref().filter(|_| all).map(|l| head(l, h_aux)),
+            trunk,
+            aux,
+        };
+        match all {
+            true => acts,
+            false => {
+                let give = crate::autodiff::pool::give;
+                acts.trunk
+                    .into_iter()
+                    .chain(acts.aux.into_iter().flatten())
+                    .for_each(give);
+                Activations {
+                    trunk: Vec::new(),
+                    aux: None,
+                    ..acts
+                }
             }
-            None => l.infer(store, Input::Dense(h.view()), None),
-        });
-        crate::autodiff::pool::give(h);
-        (pf, pb)
+        }
     }
 
     /// Floating-point operations (multiply and add counted apart) of one
@@ -248,9 +386,36 @@ impl Policy {
     /// The objective's [`Terms`] for a batch of trajectories, in one batched
     /// pass over all their states (`log_r` is `log R(x)` per trajectory).
     pub fn terms<T: Scalar, S>(&self, tape: &mut Tape<T>, p: &Bound, traj: &Trajectories<S>, log_r: &[f64]) -> Terms {
+        let heads = self.forward(tape, p, Arc::new(traj.features.clone()));
+        self.terms_of(tape, p, traj, log_r, heads)
+    }
+
+    /// [`Policy::terms`] with the forward pass's values taken from `acts`, the
+    /// [`Trajectories::activations`] the sampler kept: the caller vouches that
+    /// the weights bound in `p` are those the trajectories were sampled with
+    /// (as in one training step: sample, then train, then update).
+    pub fn terms_sampled<S>(
+        &self,
+        tape: &mut Tape<f32>,
+        p: &Bound,
+        traj: &Trajectories<S>,
+        log_r: &[f64],
+        acts: Activations,
+    ) -> Terms {
+        let heads = self.forward_recorded(tape, p, Arc::new(traj.features.clone()), acts);
+        self.terms_of(tape, p, traj, log_r, heads)
+    }
+
+    fn terms_of<T: Scalar, S>(
+        &self,
+        tape: &mut Tape<T>,
+        p: &Bound,
+        traj: &Trajectories<S>,
+        log_r: &[f64],
+        heads: Heads,
+    ) -> Terms {
         assert_eq!(log_r.len(), traj.len(), "terms: one log-reward per trajectory");
         let rows = traj.n_transitions();
-        let heads = self.forward(tape, p, Arc::new(traj.features.clone()));
         let lp = tape.masked_log_softmax(heads.pf_logits, traj.forward_masks.clone());
         let log_pf = tape.gather(lp, traj.actions.clone());
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::env::Environment;
 use crate::error::{in_range, positive_finite, Result};
 use crate::nn::{Csr, ParamStore};
-use crate::policy::Policy;
+use crate::policy::{Activations, Policy};
 use crate::rng::{self, streams};
 
 /// Off-policy exploration for forward sampling.
@@ -73,6 +73,10 @@ pub struct Trajectories<S> {
     pub log_pb: Vec<f32>,
     /// `[B]`: the terminal states (the objects).
     pub terminals: Vec<S>,
+    /// The policy's layer outputs at each row's state `s_k`, as computed while
+    /// sampling ([`Sampler::sample_with_activations`], [`Sampler::sample_backward`]),
+    /// for [`Policy::terms_sampled`]; `None` when not kept.
+    pub activations: Option<Activations>,
 }
 
 impl<S> Trajectories<S> {
@@ -106,6 +110,13 @@ impl<S> Trajectories<S> {
         self.log_pf.extend(other.log_pf);
         self.log_pb.extend(other.log_pb);
         self.terminals.extend(other.terminals);
+        self.activations = match (self.activations.take(), other.activations) {
+            (Some(a), Some(b)) => Activations::stack(vec![a, b]),
+            (a, b) => {
+                a.into_iter().chain(b).for_each(Activations::give_back);
+                None
+            }
+        };
     }
 
     /// `sum log P_F` of each trajectory, as recorded.
@@ -133,6 +144,8 @@ pub(crate) struct Path<S> {
     pub log_pf: Vec<f32>,
     /// Under a learned `P_B` only: `log P_B(s_k | s_{k+1})` per transition (0 for the terminating one).
     pub log_pb: Vec<f32>,
+    /// Where each transition's layer outputs were kept: (step, row of that step's pass).
+    pub rows: Vec<(usize, usize)>,
 }
 
 impl<S> Path<S> {
@@ -142,6 +155,7 @@ impl<S> Path<S> {
             actions: Vec::new(),
             log_pf: Vec::new(),
             log_pb: Vec::new(),
+            rows: Vec::new(),
         }
     }
 }
@@ -189,27 +203,57 @@ impl Sampler {
         batch: usize,
         explore: Exploration,
     ) -> Trajectories<E::State> {
+        self.forward(env, policy, store, batch, explore, false)
+    }
+
+    /// [`Sampler::sample`] keeping the policy's layer outputs at every visited
+    /// state in [`Trajectories::activations`] (the same bits for any split),
+    /// so that training on these trajectories under the same weights need
+    /// not compute its forward pass again.
+    pub fn sample_with_activations<E: Environment>(
+        &mut self,
+        env: &E,
+        policy: &Policy,
+        store: &ParamStore<f32>,
+        batch: usize,
+        explore: Exploration,
+    ) -> Trajectories<E::State> {
+        self.forward(env, policy, store, batch, explore, true)
+    }
+
+    fn forward<E: Environment>(
+        &mut self,
+        env: &E,
+        policy: &Policy,
+        store: &ParamStore<f32>,
+        batch: usize,
+        explore: Exploration,
+        keep: bool,
+    ) -> Trajectories<E::State> {
         let first = self.drawn;
         self.drawn += batch as u64;
         let workers = self.threads.clamp(1, batch.max(1));
         let keys: Vec<u64> = (first..first + batch as u64).collect();
         let seed = self.seed;
-        let paths: Vec<Path<E::State>> = if workers == 1 {
-            forward_paths(env, policy, store, seed, &keys, explore)
+        let parts: Vec<Worked<E::State>> = if workers == 1 {
+            vec![forward_paths(env, policy, store, seed, &keys, explore, keep)]
         } else {
             let chunk = batch.div_ceil(workers);
             std::thread::scope(|scope| {
                 let handles: Vec<_> = keys
                     .chunks(chunk)
-                    .map(|ks| scope.spawn(move || forward_paths(env, policy, store, seed, ks, explore)))
+                    .map(|ks| scope.spawn(move || forward_paths(env, policy, store, seed, ks, explore, keep)))
                     .collect();
                 handles
                     .into_iter()
-                    .flat_map(|h| h.join().expect("a sampling worker panicked"))
+                    .map(|h| h.join().expect("a sampling worker panicked"))
                     .collect()
             })
         };
-        assemble(env, paths, policy.learned_pb())
+        let (paths, blocks): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+        let mut t = assemble(env, paths.into_iter().flatten().collect(), policy.learned_pb());
+        t.activations = Activations::stack(blocks.into_iter().flatten().collect());
+        t
     }
 
     /// Trajectories ending in the given terminal states, drawn backward with
@@ -269,6 +313,7 @@ impl Sampler {
                     actions: rev_actions,
                     log_pf: Vec::new(),
                     log_pb: Vec::new(),
+                    rows: Vec::new(),
                 }
             })
             .collect();
@@ -281,7 +326,8 @@ impl Sampler {
                 .iter()
                 .for_each(|s| env.encode_sparse(s, &mut x));
         }
-        let (logits, pb_logits) = policy.infer(store, &x);
+        let acts = policy.activations(store, &x);
+        let (logits, pb_logits) = (&acts.pf, &acts.pb);
         let mut mask = vec![false; env.n_actions()];
         let mut r = 0;
         for p in paths.iter_mut() {
@@ -290,7 +336,7 @@ impl Sampler {
                 env.forward_mask(&p.states[k], &mut mask);
                 p.log_pf.push(log_prob(logits.row(r + k).as_slice().unwrap(), &mask, a));
             }
-            if let Some(pb) = &pb_logits {
+            if let Some(pb) = pb_logits {
                 // P_B(s_k | s_{k+1}) is read at the row of s_{k+1}, the next row of this path
                 for k in 1..n {
                     p.log_pb
@@ -300,16 +346,19 @@ impl Sampler {
             }
             r += n;
         }
-        crate::autodiff::pool::give(logits);
-        if let Some(pb) = pb_logits {
-            crate::autodiff::pool::give(pb);
-        }
-        assemble(env, paths, policy.learned_pb())
+        // the pass was over exactly the rows of the trajectories, in their order
+        let mut t = assemble(env, paths, policy.learned_pb());
+        t.activations = Some(acts);
+        t
     }
 }
 
+/// A sampling worker's trajectories and, if kept, their layer outputs.
+type Worked<S> = (Vec<Path<S>>, Option<Activations>);
+
 /// Forward trajectories for the given stream keys, all advanced together
-/// (one batched MLP pass per step over the unfinished ones).
+/// (one batched MLP pass per step over the unfinished ones), and with `keep`
+/// the passes' layer outputs gathered into the trajectories' row order.
 fn forward_paths<E: Environment>(
     env: &E,
     policy: &Policy,
@@ -317,7 +366,9 @@ fn forward_paths<E: Environment>(
     seed: u64,
     keys: &[u64],
     explore: Exploration,
-) -> Vec<Path<E::State>> {
+    keep: bool,
+) -> Worked<E::State> {
+    let mut steps = Vec::new();
     let a_n = env.n_actions();
     let mut rngs: Vec<_> = keys.iter().map(|&k| rng::keyed(seed, streams::SAMPLE, k)).collect();
     let mut paths: Vec<Path<E::State>> = keys.iter().map(|_| Path::new(env.initial_state())).collect();
@@ -332,11 +383,15 @@ fn forward_paths<E: Environment>(
         for &i in &active {
             env.encode_sparse(paths[i].states.last().unwrap(), &mut x);
         }
-        let (logits, pb_logits) = policy.infer(store, &x);
+        let acts = policy.pass(store, &x, keep);
+        let (logits, pb_logits) = (&acts.pf, &acts.pb);
         for (row, &i) in active.iter().enumerate() {
             let path = &mut paths[i];
+            if keep {
+                path.rows.push((steps.len(), row));
+            }
             let k = path.actions.len();
-            if let (Some(pb), true) = (&pb_logits, k > 0) {
+            if let (Some(pb), true) = (pb_logits, k > 0) {
                 // this step's P_B head at s_k gives the previous transition's P_B(s_{k-1} | s_k)
                 let lp = learned_log_pb(env, pb.row(row).as_slice().unwrap(), path, k, &mut bmask);
                 path.log_pb.push(lp);
@@ -358,14 +413,17 @@ fn forward_paths<E: Environment>(
                 path.log_pb.push(0.0); // the terminating transition: P_B = 1
             }
         }
-        crate::autodiff::pool::give(logits);
-        if let Some(pb) = pb_logits {
-            crate::autodiff::pool::give(pb);
+        match keep {
+            true => steps.push(acts),
+            false => acts.give_back(),
         }
         std::mem::swap(&mut active, &mut still);
         still.clear();
     }
-    paths
+    let rows: Vec<(usize, usize)> = paths.iter().flat_map(|p| p.rows.iter().copied()).collect();
+    let kept = Activations::gather(&steps, &rows);
+    steps.into_iter().for_each(Activations::give_back);
+    (paths, kept)
 }
 
 /// Draws an action from `(1-eps) softmax(logits/temp) + eps uniform` over the valid ones.
@@ -487,6 +545,7 @@ pub(crate) fn assemble<E: Environment>(env: &E, paths: Vec<Path<E::State>>, lear
         log_pf,
         log_pb: Vec::new(),
         terminals,
+        activations: None,
     };
     t.log_pb = match learned {
         true => log_pb,

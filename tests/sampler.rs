@@ -320,3 +320,85 @@ fn wide_policy_samples_the_same_bits_with_any_thread_count() {
         assert_eq!(one.log_pf, many.log_pf, "{threads} threads");
     }
 }
+
+#[test]
+fn kept_activations_serve_the_training_pass() {
+    let grid = HyperGrid::new(3, 5).unwrap();
+    for (backward, shared_trunk) in [
+        (BackwardPolicy::Uniform, true),
+        (BackwardPolicy::Learned, true),
+        (BackwardPolicy::Learned, false),
+    ] {
+        let (policy, store) = {
+            let cfg = PolicyConfig {
+                hidden: vec![40, 24],
+                activation: Activation::LeakyRelu(0.01),
+                backward,
+                log_f: true,
+                shared_trunk,
+                ..PolicyConfig::default()
+            };
+            let mut store = ParamStore::new();
+            let policy = Policy::new(&grid, &cfg, &mut store, &mut rng::stream(2, rng::streams::INIT)).unwrap();
+            (policy, store)
+        };
+        let what = format!("{backward:?}, shared trunk {shared_trunk}");
+        let mut s = Sampler::new(3);
+        let mut t = s.sample_with_activations(&grid, &policy, &store, 12, Exploration::ON_POLICY);
+        assert!(s
+            .sample(&grid, &policy, &store, 2, Exploration::ON_POLICY)
+            .activations
+            .is_none());
+        // replayed trajectories bring theirs; appended, the rows line up
+        let replayed = s.sample_backward(&grid, &policy, &store, &t.terminals[..4]);
+        t.append(replayed);
+        let kept = t.activations.take().expect("kept");
+        // kept step by step, they are the bits of one pass over all the rows
+        let fresh = policy.activations(&store, &t.features);
+        let bits = |a: &ndarray::Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let all = |a: &gflownet::policy::Activations| {
+            let mut v: Vec<_> = a.trunk.iter().chain(a.aux.iter().flatten()).map(bits).collect();
+            v.extend(
+                [Some(&a.pf), a.pb.as_ref(), a.log_f.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .map(bits),
+            );
+            v
+        };
+        assert_eq!(all(&kept), all(&fresh), "{what}");
+        // the training pass from them: the same loss and gradients as from a pass on the tape
+        let log_r: Vec<f64> = (0..t.len()).map(|b| b as f64 * 0.1).collect();
+        let run = |acts: Option<gflownet::policy::Activations>| {
+            let mut tape = Tape::<f32>::new();
+            let p = store.bind(&mut tape);
+            let terms = match acts {
+                Some(a) => policy.terms_sampled(&mut tape, &p, &t, &log_r, a),
+                None => policy.terms(&mut tape, &p, &t, &log_r),
+            };
+            let parts = [Some(terms.log_pf), Some(terms.log_pb), terms.log_f, terms.entropy];
+            let sums: Vec<_> = parts.into_iter().flatten().map(|v| tape.sum(v)).collect();
+            let loss = sums[1..].iter().fold(sums[0], |acc, &s| tape.add(acc, s));
+            let mut g = tape.backward(loss);
+            let grads: Vec<Vec<u32>> = p.grads(&mut g, &store).iter().map(bits).collect();
+            (tape.item(loss).to_bits(), grads)
+        };
+        assert_eq!(run(Some(kept)), run(None), "{what}");
+    }
+}
+
+#[test]
+fn kept_activations_do_not_depend_on_the_thread_count() {
+    let grid = HyperGrid::new(3, 6).unwrap();
+    let (policy, store) = policy_for(&grid, 5, BackwardPolicy::Learned, 1.0);
+    let one = Sampler::new(4).sample_with_activations(&grid, &policy, &store, 30, Exploration::ON_POLICY);
+    let three =
+        Sampler::new(4)
+            .with_threads(3)
+            .sample_with_activations(&grid, &policy, &store, 30, Exploration::ON_POLICY);
+    let (a, b) = (one.activations.unwrap(), three.activations.unwrap());
+    assert_eq!(a.pf, b.pf);
+    assert_eq!(a.trunk, b.trunk);
+    assert_eq!(a.pb, b.pb);
+    assert_eq!(a.log_f, b.log_f);
+}

@@ -20,9 +20,11 @@ use crate::Scalar;
 
 /// Arrays with fewer entries than this are not pooled.
 pub const MIN_LEN: usize = 4096;
-/// At most this many buffers are kept per thread and scalar type (a training
-/// step of the default policy has about 25 large arrays alive at its peak).
-const MAX_KEPT: usize = 32;
+/// At most this many buffers are kept per thread and scalar type: a training
+/// step of the default policy has about 25 large arrays alive at its peak, and
+/// the sampler keeps two per step of a batch (up to 60 steps for peptides)
+/// until the training pass has taken their rows.
+const MAX_KEPT: usize = 256;
 
 /// A per-thread free list of buffers (see [`Scalar::pool`]).
 #[derive(Default)]

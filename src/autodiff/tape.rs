@@ -101,6 +101,14 @@ impl<T: Scalar> Tape<T> {
             let xs: Vec<&Array2<T>> = inputs.iter().map(|v| &self.values[v.0]).collect();
             op.forward(&xs)
         };
+        self.record(op, inputs, value)
+    }
+
+    /// Records `op` applied to `inputs` with its forward `value` already
+    /// computed elsewhere (e.g. by inference on the same weights), so that the
+    /// backward pass runs through it without computing the forward again.
+    /// The caller vouches that `value` is what `op` gives on these inputs.
+    pub fn record<O: Op<T> + 'static>(&mut self, op: O, inputs: &[Var], value: Array2<T>) -> Var {
         let requires_grad = op.differentiable() && inputs.iter().any(|v| self.nodes[v.0].requires_grad);
         let op: Option<Box<dyn Op<T>>> = if requires_grad { Some(Box::new(op)) } else { None };
         self.push(value, inputs.to_vec(), op, requires_grad)

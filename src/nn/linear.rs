@@ -78,6 +78,31 @@ impl Linear {
         tape.sparse_affine(x, p[self.w], p[self.b], act)
     }
 
+    /// [`Linear::forward`] with its value computed beforehand (see [`Tape::record`]).
+    pub fn record<T: Scalar>(
+        &self,
+        tape: &mut Tape<T>,
+        p: &Bound,
+        x: Var,
+        act: Option<Activation>,
+        value: Array2<T>,
+    ) -> Var {
+        tape.record(ops::Affine(act), &[x, p[self.w], p[self.b]], value)
+    }
+
+    /// [`Linear::forward_sparse`] with its value computed beforehand.
+    pub fn record_sparse<T: Scalar>(
+        &self,
+        tape: &mut Tape<T>,
+        p: &Bound,
+        x: std::sync::Arc<Csr>,
+        act: Option<Activation>,
+        value: Array2<T>,
+    ) -> Var {
+        let op = ops::SparseAffine(ops::SparseMatMul { x }, act);
+        tape.record(op, &[p[self.w], p[self.b]], value)
+    }
+
     /// `act(x W + b)` without a tape (inference), for dense or sparse `x`: the
     /// tape's op, its product computed row by row alike (see [`crate::autodiff::gemm::dot_rows`]).
     pub fn infer<T: Scalar>(&self, store: &ParamStore<T>, x: Input<'_, T>, act: Option<Activation>) -> Array2<T> {

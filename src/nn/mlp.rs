@@ -85,15 +85,41 @@ impl Mlp {
         (1..self.layers.len()).fold(x, |x, i| self.layers[i].forward(tape, p, x, self.act(i)))
     }
 
+    /// [`Mlp::forward_sparse`] with every layer's output computed beforehand
+    /// by [`Mlp::infer_layers`] on the same weights and rows (see [`Tape::record`]).
+    pub fn record_sparse<T: Scalar>(
+        &self,
+        tape: &mut Tape<T>,
+        p: &Bound,
+        x: std::sync::Arc<Csr>,
+        values: Vec<Array2<T>>,
+    ) -> Var {
+        assert_eq!(values.len(), self.layers.len(), "record_sparse: one value per layer");
+        let mut values = values.into_iter();
+        let first = values.next().expect("a layer");
+        let h = self.layers[0].record_sparse(tape, p, x, self.act(0), first);
+        values
+            .enumerate()
+            .fold(h, |h, (i, v)| self.layers[i + 1].record(tape, p, h, self.act(i + 1), v))
+    }
+
     /// Forward pass without a tape (sampling, evaluation): the tape's ops,
     /// each row computed alike whatever the others.
     pub fn infer<T: Scalar>(&self, store: &ParamStore<T>, x: Input<'_, T>) -> Array2<T> {
-        let mut h = self.layers[0].infer(store, x, self.act(0));
-        for i in 1..self.layers.len() {
-            let next = self.layers[i].infer(store, Input::Dense(h.view()), self.act(i));
-            crate::autodiff::pool::give(std::mem::replace(&mut h, next));
-        }
+        let mut layers = self.infer_layers(store, x);
+        let h = layers.pop().expect("a layer");
+        layers.into_iter().for_each(crate::autodiff::pool::give);
         h
+    }
+
+    /// [`Mlp::infer`] keeping every layer's output.
+    pub fn infer_layers<T: Scalar>(&self, store: &ParamStore<T>, x: Input<'_, T>) -> Vec<Array2<T>> {
+        let mut out = vec![self.layers[0].infer(store, x, self.act(0))];
+        for i in 1..self.layers.len() {
+            let next = self.layers[i].infer(store, Input::Dense(out[i - 1].view()), self.act(i));
+            out.push(next);
+        }
+        out
     }
 
     /// Floating-point operations of one forward row (multiply and add counted apart).

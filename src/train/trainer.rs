@@ -159,9 +159,9 @@ impl<E: Environment, R: LogReward<E::State>> Trainer<E, R> {
     /// The batch of this step: on-policy samples plus replayed objects.
     fn batch(&mut self) -> Result<(Trajectories<E::State>, Vec<f64>, usize)> {
         let c = &self.config;
-        let mut traj = self
-            .sampler
-            .sample(&self.env, &self.policy, &self.store, c.batch, c.exploration);
+        let mut traj =
+            self.sampler
+                .sample_with_activations(&self.env, &self.policy, &self.store, c.batch, c.exploration);
         let mut log_r = self.log_rewards(&traj.terminals)?;
         let on_policy = traj.len();
         let rc = self.config.replay.clone();
@@ -189,7 +189,7 @@ impl<E: Environment, R: LogReward<E::State>> Trainer<E, R> {
         let clock = Instant::now();
         // large products of this step split over the same workers as sampling (bit-identical for any count)
         crate::autodiff::gemm::set_threads(self.sampler.threads);
-        let (traj, log_r, on_policy) = self.batch()?;
+        let (mut traj, log_r, on_policy) = self.batch()?;
         let t_sample = clock.elapsed().as_secs_f64();
         let mean_log_r = log_r[..on_policy].iter().sum::<f64>() / on_policy as f64;
         if self.step == 0 && self.config.optimizer.log_z_init == LogZInit::BatchEstimate {
@@ -200,7 +200,11 @@ impl<E: Environment, R: LogReward<E::State>> Trainer<E, R> {
 
         let mut tape = Tape::<f32>::new();
         let p = self.store.bind(&mut tape);
-        let terms = self.policy.terms(&mut tape, &p, &traj, &log_r);
+        // the sampler's forward pass, made under these weights, serves the training pass
+        let terms = match traj.activations.take() {
+            Some(acts) => self.policy.terms_sampled(&mut tape, &p, &traj, &log_r, acts),
+            None => self.policy.terms(&mut tape, &p, &traj, &log_r),
+        };
         let out = self.config.objective.loss(&mut tape, &terms)?;
         let t_loss = clock.elapsed().as_secs_f64();
         if out.value.is_nan() {
