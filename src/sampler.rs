@@ -250,9 +250,17 @@ impl Sampler {
                     .collect()
             })
         };
-        let (paths, blocks): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
-        let mut t = assemble(env, paths.into_iter().flatten().collect(), policy.learned_pb());
-        t.activations = Activations::stack(blocks.into_iter().flatten().collect());
+        // every kept row, in the trajectories' order, gathered in one copy
+        let (mut paths, mut steps, mut rows) = (Vec::with_capacity(batch), Vec::new(), Vec::new());
+        for (p, s) in parts {
+            let first = steps.len();
+            rows.extend(p.iter().flat_map(|p| p.rows.iter().map(|&(k, r)| (first + k, r))));
+            paths.extend(p);
+            steps.extend(s);
+        }
+        let mut t = assemble(env, paths, policy.learned_pb());
+        t.activations = Activations::gather(&steps, &rows);
+        steps.into_iter().for_each(Activations::give_back);
         t
     }
 
@@ -353,12 +361,13 @@ impl Sampler {
     }
 }
 
-/// A sampling worker's trajectories and, if kept, their layer outputs.
-type Worked<S> = (Vec<Path<S>>, Option<Activations>);
+/// A sampling worker's trajectories and, if kept, its passes' layer outputs.
+/// (Each path's `rows` index that worker's passes.)
+type Worked<S> = (Vec<Path<S>>, Vec<Activations>);
 
 /// Forward trajectories for the given stream keys, all advanced together
 /// (one batched MLP pass per step over the unfinished ones), and with `keep`
-/// the passes' layer outputs gathered into the trajectories' row order.
+/// those passes' layer outputs.
 fn forward_paths<E: Environment>(
     env: &E,
     policy: &Policy,
@@ -420,10 +429,7 @@ fn forward_paths<E: Environment>(
         std::mem::swap(&mut active, &mut still);
         still.clear();
     }
-    let rows: Vec<(usize, usize)> = paths.iter().flat_map(|p| p.rows.iter().copied()).collect();
-    let kept = Activations::gather(&steps, &rows);
-    steps.into_iter().for_each(Activations::give_back);
-    (paths, kept)
+    (paths, steps)
 }
 
 /// Draws an action from `(1-eps) softmax(logits/temp) + eps uniform` over the valid ones.
