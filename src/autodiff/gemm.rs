@@ -61,7 +61,8 @@ pub fn dot_rows<T: Scalar>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) -> Array2
 }
 
 /// Products of at least this many rows go to `matrixmultiply` in [`dot`]: at
-/// 2048x256x256 the kernel measured 0.8x its speed, at 256 rows about even.
+/// 2048x256x256 the kernel measured 0.8x its speed, from 32 to 256 rows
+/// 0.86-1.15x over several runs (BENCHMARKS.md).
 pub const LARGE_ROWS: usize = 512;
 
 /// `a · b` by the kernel (where `kernel` and the type, CPU and `b`'s width
