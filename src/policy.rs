@@ -158,17 +158,19 @@ impl Activations {
         })
     }
 
-    /// The rows of every block in turn (`None` without blocks).
-    pub fn stack(mut blocks: Vec<Activations>) -> Option<Activations> {
-        if blocks.len() <= 1 {
-            return blocks.pop();
-        }
-        let rows: Vec<(usize, usize)> = (blocks.iter().enumerate())
-            .flat_map(|(b, a)| (0..a.pf.nrows()).map(move |r| (b, r)))
-            .collect();
-        let out = Activations::gather(&blocks, &rows);
-        blocks.into_iter().for_each(Activations::give_back);
-        out
+    /// Appends `other`'s rows (from the same policy) after these, growing
+    /// these arrays in place (as [`crate::sampler::Trajectories::append`] grows its own).
+    pub fn append(&mut self, other: Activations) {
+        let grow = |a: &mut Array2<f32>, b: &Array2<f32>| {
+            a.append(ndarray::Axis(0), b.view()).expect("activations of one policy")
+        };
+        let pairs = (self.trunk.iter_mut().zip(&other.trunk))
+            .chain(self.aux.iter_mut().flatten().zip(other.aux.iter().flatten()))
+            .chain([(&mut self.pf, &other.pf)])
+            .chain(self.pb.iter_mut().zip(&other.pb))
+            .chain(self.log_f.iter_mut().zip(&other.log_f));
+        pairs.for_each(|(a, b)| grow(a, b));
+        other.give_back();
     }
 
     /// Hands the arrays back to the buffer pool.

@@ -111,7 +111,10 @@ impl<S> Trajectories<S> {
         self.log_pb.extend(other.log_pb);
         self.terminals.extend(other.terminals);
         self.activations = match (self.activations.take(), other.activations) {
-            (Some(a), Some(b)) => Activations::stack(vec![a, b]),
+            (Some(mut a), Some(b)) => {
+                a.append(b);
+                Some(a)
+            }
             (a, b) => {
                 a.into_iter().chain(b).for_each(Activations::give_back);
                 None
