@@ -88,12 +88,34 @@ fn time_it(reps: usize, mut f: impl FnMut()) -> f64 {
 }
 
 /// Single-thread f32 GEMM rates in GFLOP/s for `[m, k] x [k, n]`: ndarray's
-/// product (`matrixmultiply`) and the engine's own kernel (`gemm::dot_rows`,
-/// which inference uses at every size and the tape below `gemm::LARGE_ROWS`
-/// rows), timed alternately.
+/// product (`matrixmultiply`) and the engine's own kernel (`gemm::dot`, which
+/// serves inference and the tape alike), timed alternately.
 fn gemm_gflops(m: usize, k: usize, n: usize) -> (f64, f64) {
+    gemm_gflops_as(m, k, n, Operands::RowMajor)
+}
+
+/// How the operands of a measured product are stored: as a forward product
+/// `x · W`, an input gradient `g · Wᵀ` (`b` column-major) or a weight
+/// gradient `xᵀ · g` (`a` column-major).
+#[derive(Clone, Copy, PartialEq)]
+enum Operands {
+    RowMajor,
+    TransposedB,
+    TransposedA,
+}
+
+/// GFLOP/s of `[m, k] · [k, n]` in f32, single thread: (ndarray, the engine's kernel).
+fn gemm_gflops_as(m: usize, k: usize, n: usize, layout: Operands) -> (f64, f64) {
     let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 31 + j * 17) % 13) as f32 * 0.01);
     let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 7 + j * 11) % 17) as f32 * 0.01);
+    // the same values, stored transposed where the layout says so
+    let a_t = a.t().as_standard_layout().into_owned();
+    let b_t = b.t().as_standard_layout().into_owned();
+    let (a, b) = match layout {
+        Operands::RowMajor => (a.view(), b.view()),
+        Operands::TransposedB => (a.view(), b_t.t()),
+        Operands::TransposedA => (a_t.t(), b.view()),
+    };
     gflownet::autodiff::gemm::set_threads(1);
     let (mut nd, mut engine) = (vec![], vec![]);
     for _ in 0..7 {
@@ -101,10 +123,7 @@ fn gemm_gflops(m: usize, k: usize, n: usize) -> (f64, f64) {
             std::hint::black_box(a.dot(&b));
         }));
         engine.push(time_it(3, || {
-            gflownet::autodiff::pool::give(std::hint::black_box(gflownet::autodiff::gemm::dot_rows(
-                a.view(),
-                b.view(),
-            )));
+            gflownet::autodiff::pool::give(std::hint::black_box(gflownet::autodiff::gemm::dot(a, b)));
         }));
     }
     let flops = 2.0 * (m * k * n) as f64;
@@ -151,7 +170,23 @@ impl Bench {
             self.emit(
                 serde_json::json!({"bench": "matmul", "m": m, "k": k, "n": n, "gflops": g, "engine_gflops": engine}),
                 format!("matmul {m}x{k}x{n}"),
-                format!("{g:.1} GFLOP/s ndarray, {engine:.1} kernel ({:.2}x)", engine / g),
+                format!("{g:.1} GFLOP/s ndarray, {engine:.1} engine ({:.2}x)", engine / g),
+            );
+        }
+        // the backward pass's products: g · Wᵀ and xᵀ · g
+        for (m, k, n, layout, name) in [
+            (128, 256, 256, Operands::TransposedB, "g·Wt"),
+            (2048, 256, 256, Operands::TransposedB, "g·Wt"),
+            (2048, 5, 256, Operands::TransposedB, "g·Wt"),
+            (256, 128, 256, Operands::TransposedA, "xt·g"),
+            (256, 2048, 256, Operands::TransposedA, "xt·g"),
+            (256, 2048, 5, Operands::TransposedA, "xt·g"),
+        ] {
+            let (g, engine) = gemm_gflops_as(m, k, n, layout);
+            self.emit(
+                serde_json::json!({"bench": "matmul", "product": name, "m": m, "k": k, "n": n, "gflops": g, "engine_gflops": engine}),
+                format!("matmul {name} {m}x{k}x{n}"),
+                format!("{g:.1} GFLOP/s ndarray, {engine:.1} engine ({:.2}x)", engine / g),
             );
         }
     }

@@ -1,22 +1,29 @@
 //! The engine's matrix product: output in a pooled buffer, large products split
 //! over worker threads, `f32` products by a kernel of our own.
 //!
-//! In the kernel, every output entry is one fused multiply-add chain over `k`
-//! in order, whatever the number of rows in the product, how they are grouped
-//! or split over threads: a row of the output has the same bits whether it is
-//! computed alone (the sampler's last step) or among many, and a trajectory
-//! sampled with 1 or 3 workers is the same (tested). The kernel blocks `k` by
-//! reloading its accumulators from the output, which continues the same
-//! chain, so the blocking changes no bit either.
+//! In the kernel, every output entry is computed by the same operations
+//! whatever the number of rows in the product, how they are grouped or split
+//! over threads: a row of the output has the same bits whether it is computed
+//! alone (the sampler's last step) or among many, and a trajectory sampled
+//! with 1 or 3 workers is the same (tested).
 //!
 //! `matrixmultiply` (ndarray's product) repacks both operands on every call,
-//! which costs as much as the arithmetic when `a` has a handful of rows, and its
-//! results differ from the kernel's where `k` exceeds its blocking. The kernel
-//! reads `b` in place below 32 rows and packed from there on (a transposed `b`
-//! is copied once per product), with 6x16 register tiles. It is used on `f32`
-//! where the CPU has AVX2 and FMA and `b` has at least 16 columns, always by
-//! [`dot_rows`] (inference), and by [`dot`] (the tape) below [`LARGE_ROWS`]
-//! rows; narrower heads and `f64` (gradient checks) go to `matrixmultiply`,
+//! which costs as much as the arithmetic when `a` has a handful of rows or `b`
+//! a handful of columns, and its results differ from the kernel's where `k`
+//! exceeds its blocking. The kernel has two forms:
+//! - 6x16 register tiles, each output one fused multiply-add chain over `k` in
+//!   order. It reads `b` in place below 32 rows and packed from there on (a
+//!   transposed `b` always packed), and blocks `k` by reloading its
+//!   accumulators from the output, which continues the same chain, so the
+//!   blocking changes no bit either.
+//! - For `b` of fewer than 16 columns (the output heads) and rows of `a`
+//!   contiguous, dot products along `k` in 8 lanes ([`narrow_fma`]): a tile
+//!   would leave most of its lanes idle.
+//!
+//! It serves the `f32` products where the CPU has AVX2 and FMA, inference and
+//! the tape alike, except a weight gradient `xᵀ · g` at least 16 columns wide:
+//! `matrixmultiply` measured faster there (`bench matmul` measures each shape
+//! the engine uses). `f64` (gradient checks) goes to `matrixmultiply` too,
 //! whose rows do not depend on each other either.
 
 use std::cell::Cell;
@@ -39,46 +46,32 @@ pub fn set_threads(n: usize) {
     THREADS.with(|t| t.set(n.max(1)));
 }
 
-/// A product kernel: `out = a · b` for a row-major `b` and `out` (any strides for `a`).
+/// A product kernel: `out = a · b` for a row-major `out` (any strides for `a` and `b`).
 pub type Kernel<T> = fn(ArrayView2<'_, T>, ArrayView2<'_, T>, ArrayViewMut2<'_, T>);
 
-/// `a · b` into a pooled array, by whichever measured faster for its shape
-/// (the tape's batched products): the kernel for row-major operands below
-/// [`LARGE_ROWS`] rows, `matrixmultiply` for more rows or a transposed operand
-/// (a gradient's product).
-pub fn dot<T: Scalar>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) -> Array2<T> {
-    let kernel = a.nrows() < LARGE_ROWS && a.is_standard_layout() && b.is_standard_layout();
-    product(a, b, kernel)
-}
-
 /// `a · b` into a pooled array, each row of the output computed by the same
-/// operations whatever the other rows of `a`, as inference needs: the sampler
-/// advances a batch's unfinished trajectories together, and a trajectory must
-/// come out the same bits however many others share its steps (batch size,
-/// thread count).
-pub fn dot_rows<T: Scalar>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) -> Array2<T> {
-    product(a, b, true)
-}
-
-/// Products of at least this many rows go to `matrixmultiply` in [`dot`]: at
-/// 2048x256x256 the kernel measured 0.8x its speed, from 32 to 256 rows
-/// 0.86-1.15x over several runs (BENCHMARKS.md).
-pub const LARGE_ROWS: usize = 512;
-
-/// `a · b` by the kernel (where `kernel` and the type, CPU and `b`'s width
-/// allow) or `matrixmultiply` otherwise.
-fn product<T: Scalar>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, kernel: bool) -> Array2<T> {
+/// operations whatever the other rows of `a`: the sampler advances a batch's
+/// unfinished trajectories together, and a trajectory must come out the same
+/// bits however many others share its steps (batch size, thread count), and
+/// the same as when the tape computes it among all the states of a batch.
+pub fn dot<T: Scalar>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) -> Array2<T> {
     let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
     let mut out = pool::scratch((m, n));
     // the choice is made once per product, never per band of threads
-    match T::kernel().filter(|_| kernel && n >= NR && k > 0) {
-        Some(kernel) if !b.is_standard_layout() => {
-            // the kernel reads `b` by rows: a transposed one is copied once
-            let mut c = pool::scratch((k, n));
-            c.assign(&b);
-            split(a, c.view(), out.view_mut(), Some(kernel));
+    let kernel = T::kernel().filter(|_| k > 0);
+    let column_major = !a.is_standard_layout() && a.t().is_standard_layout();
+    match kernel {
+        Some(kernel) if column_major && n < NR && m >= NR => {
+            // a narrow product with column-major `a` (an output head's weight
+            // gradient `xᵀ · g`): as `(gᵀ · x)ᵀ`, whose wide rows suit the tiles
+            let mut c = pool::scratch((n, m));
+            split(b.t(), a.t(), c.view_mut(), Some(kernel));
+            out.assign(&c.t());
             pool::give(c);
         }
+        // a wide one (a hidden layer's weight gradient): `matrixmultiply`,
+        // which packs `a` and measured faster than tiles reading it in place
+        _ if column_major => split(a, b, out.view_mut(), None),
         kernel => split(a, b, out.view_mut(), kernel),
     }
     out
@@ -123,6 +116,8 @@ const MR: usize = 6;
 const KC: usize = 256;
 /// Rows that share one pass over a strip (their `KC` columns of `a` stay in L2).
 const MC: usize = 12 * MR;
+/// Columns of `b` packed at a time (a block of `KC` rows of them, 256 KiB, stays in L2).
+const NC: usize = 16 * NR;
 
 /// The `f32` kernel where the CPU has AVX2 and FMA.
 pub(crate) fn f32_kernel() -> Option<Kernel<f32>> {
@@ -133,26 +128,34 @@ pub(crate) fn f32_kernel() -> Option<Kernel<f32>> {
     None
 }
 
-/// `out = a · b`, `b` and `out` row-major, `b` at least [`NR`] columns.
+/// `out = a · b`, `b` and `out` row-major: by tiles ([`kernel_fma`]), or for
+/// `b` narrower than a tile and rows of `a` contiguous (an output head's
+/// forward product) by dot products along `k` ([`narrow_fma`]).
 #[cfg(target_arch = "x86_64")]
 fn kernel_f32(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, mut out: ArrayViewMut2<'_, f32>) {
     let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
-    assert!(b.nrows() == k && out.dim() == (m, n) && n >= NR, "kernel: shapes");
-    let (rs, cs) = (a.strides()[0], a.strides()[1]);
-    assert!(rs >= 0 && cs >= 0, "kernel: negative strides of `a`");
-    let b = b.to_slice().expect("kernel: row-major `b`");
+    assert!(b.nrows() == k && out.dim() == (m, n), "kernel: shapes");
+    let strided = |x: ArrayView2<'_, f32>, what: &str| {
+        let (rs, cs) = (x.strides()[0], x.strides()[1]);
+        assert!(rs >= 0 && cs >= 0, "kernel: negative strides of `{what}`");
+        Strided {
+            ptr: x.as_ptr(),
+            rs: rs as usize,
+            cs: cs as usize,
+        }
+    };
+    let (a, b) = (strided(a, "a"), strided(b, "b"));
     let out = out.as_slice_mut().expect("kernel: row-major output");
     if m == 0 {
         return;
     }
-    let a = Strided {
-        ptr: a.as_ptr(),
-        rs: rs as usize,
-        cs: cs as usize,
-    };
     // SAFETY: `f32_kernel` hands this function out only where the CPU has
-    // AVX2 and FMA; `a` addresses (i, p) for i < m, p < k within its view.
-    unsafe { kernel_fma(a, b, out, m, k, n) }
+    // AVX2 and FMA; `a` addresses (i, p) for i < m, p < k, and `b` (p, j)
+    // for p < k, j < n, within their views.
+    match n < NR && (a.cs == 1 || k == 1) {
+        true => unsafe { narrow_fma(a, b, out, m, k, n) },
+        false => unsafe { kernel_fma(a, b, out, m, k, n) },
+    }
 }
 
 /// An `m x k` matrix at `ptr` with entry `(i, p)` at `ptr + i * rs + p * cs`.
@@ -163,50 +166,93 @@ struct Strided {
     cs: usize,
 }
 
+impl Strided {
+    /// Entry `(i, p)`.
+    ///
+    /// # Safety
+    /// `(i, p)` is an entry of the matrix.
+    unsafe fn at(&self, i: usize, p: usize) -> f32 {
+        unsafe { *self.ptr.add(i * self.rs + p * self.cs) }
+    }
+}
+
 /// # Safety
-/// The CPU has AVX2 and FMA; `a` is a valid `m x k` matrix; `b` is `k x n`
-/// and `out` `m x n`, row-major.
+/// The CPU has AVX2 and FMA; `a` is a valid `m x k` matrix, `b` a valid
+/// `k x n` one; `out` is `m x n`, row-major.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_fma(a: Strided, b: &[f32], out: &mut [f32], m: usize, k: usize, n: usize) {
-    // `b` as the tiles read it: from `PACK_ROWS` rows on, each block of `k` is
-    // first copied strip by strip (16 columns, the last zero-padded) into
-    // `packed`, where a strip's rows are adjacent (in place, a strip's rows lie
-    // `n` apart and fall into few cache sets); below, `b` is read in place and
-    // only its last n % 16 columns are copied, zero-padded, into `packed`.
-    // The layout changes no arithmetic. (The buffer is taken out of its
-    // thread-local, so that this code is compiled with this function's target
-    // features, not in a closure.)
+unsafe fn kernel_fma(a: Strided, b: Strided, out: &mut [f32], m: usize, k: usize, n: usize) {
+    // `b` as the tiles read it: a row-major `b` of fewer than `PACK_ROWS` rows
+    // is read in place, only its last n % 16 columns copied, zero-padded, into
+    // `packed`; otherwise each block of `KC` rows and `NC` columns is first copied strip by strip
+    // (16 columns, the last zero-padded) into `packed`, where a strip's rows
+    // are adjacent (in place, a strip's rows lie `n` apart and fall into few
+    // cache sets). `a` is read in place. The layout changes no arithmetic.
+    // (The buffer is taken out of its thread-local, so that this code is
+    // compiled with this function's target features, not in a closure.)
     let full = n / NR * NR;
     let strips = n.div_ceil(NR);
-    let in_place = m < PACK_ROWS;
+    let in_place = m < PACK_ROWS && b.cs == 1;
     let mut packed = PACKED.take();
     if in_place && full < n {
         packed.clear();
         packed.resize(k * NR, 0.0);
         for (p, row) in packed.chunks_exact_mut(NR).enumerate() {
-            row[..n - full].copy_from_slice(&b[p * n + full..p * n + n]);
+            for (c, v) in row[..n - full].iter_mut().enumerate() {
+                // SAFETY: (p, full + c) is an entry of `b`.
+                *v = unsafe { b.at(p, full + c) };
+            }
         }
     }
-    for p0 in (0..k).step_by(KC) {
+    for (p0, s0) in (0..k)
+        .step_by(KC)
+        .flat_map(|p0| (0..strips).step_by(NC / NR).map(move |s0| (p0, s0)))
+    {
         let kc = KC.min(k - p0);
+        let group = s0..strips.min(s0 + NC / NR);
         if !in_place {
-            packed.clear();
-            packed.resize(strips * kc * NR, 0.0);
-            for (s, strip) in packed.chunks_exact_mut(kc * NR).enumerate() {
+            // every entry is written below (the last strip's padding too),
+            // so the buffer is only grown, never cleared
+            let len = group.len() * kc * NR;
+            if packed.len() < len {
+                packed.resize(len, 0.0);
+            }
+            for (s, strip) in group.clone().zip(packed[..len].chunks_exact_mut(kc * NR)) {
                 let (j, w) = (s * NR, NR.min(n - s * NR));
-                for (p, row) in strip.chunks_exact_mut(NR).enumerate() {
-                    row[..w].copy_from_slice(&b[(p0 + p) * n + j..(p0 + p) * n + j + w]);
+                match (b.cs, w) {
+                    // row by row from a row-major `b`, 16 entries at a time
+                    (1, NR) => {
+                        for (p, row) in strip.chunks_exact_mut(NR).enumerate() {
+                            // SAFETY: row p0 + p of `b` has entries j..j+16, contiguous.
+                            let src = unsafe { &*(b.ptr.add((p0 + p) * b.rs + j) as *const [f32; NR]) };
+                            let row: &mut [f32; NR] = row.try_into().expect("a row of 16");
+                            *row = *src;
+                        }
+                    }
+                    // column by column from a transposed one, or the last strip
+                    _ => {
+                        for (p, row) in strip.chunks_exact_mut(NR).enumerate() {
+                            for (c, v) in row.iter_mut().enumerate() {
+                                // SAFETY: (p0 + p, j + c) is an entry of `b` for c < w.
+                                *v = if c < w { unsafe { b.at(p0 + p, j + c) } } else { 0.0 };
+                            }
+                        }
+                    }
                 }
             }
         }
         for i0 in (0..m).step_by(MC) {
             let mc = MC.min(m - i0);
-            for s in 0..strips {
+            for s in group.clone() {
                 let j = s * NR;
                 let (strip, ldb) = match (in_place, j < full) {
-                    (false, _) => (&packed[s * kc * NR..], NR),
-                    (true, true) => (&b[p0 * n + j..], n),
+                    (false, _) => (&packed[(s - s0) * kc * NR..], NR),
+                    // SAFETY: a row-major `b` (`in_place`): rows p0..p0+kc
+                    // have columns j..j+16 (j < full), `b.rs` apart.
+                    (true, true) => (
+                        unsafe { std::slice::from_raw_parts(b.ptr.add(p0 * b.rs + j), (kc - 1) * b.rs + NR) },
+                        b.rs,
+                    ),
                     (true, false) => (&packed[p0 * NR..], NR),
                 };
                 let w = NR.min(n - j);
@@ -240,6 +286,121 @@ unsafe fn kernel_fma(a: Strided, b: &[f32], out: &mut [f32], m: usize, k: usize,
     PACKED.set(packed);
 }
 
+/// Columns of `b` per pass of [`narrow_fma`] over a pair of rows.
+const NW: usize = 6;
+
+/// `out = a · b` for `b` of fewer than 16 columns (a tile would leave most
+/// of its lanes idle) and rows of `a` contiguous.
+///
+/// Each output is a dot product of a row of `a` with a column of `b`
+/// (copied as a row of `bt`, zero-padded to a multiple of 8 entries): 8 lanes
+/// of partial sums, lane `l` a fused multiply-add chain over `p ≡ l (mod 8)`
+/// in order of `k`, then the lanes added in the fixed order
+/// `((0+4)+(2+6)) + ((1+5)+(3+7))`. Rows go in pairs that share the loads of
+/// `bt`; a row's operations, and so its bits, do not depend on its pair.
+///
+/// # Safety
+/// AVX2 and FMA; `a` is a valid `m x k` matrix with `a.cs == 1` (or `k == 1`);
+/// `b` is `k x n` and `out` `m x n`, row-major, `n < 16`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn narrow_fma(a: Strided, b: Strided, out: &mut [f32], m: usize, k: usize, n: usize) {
+    let kp = k.div_ceil(8) * 8;
+    let mut bt = PACKED.take();
+    bt.clear();
+    bt.resize(n * kp, 0.0);
+    for j in 0..n {
+        for p in 0..k {
+            // SAFETY: (p, j) is an entry of `b`.
+            bt[j * kp + p] = unsafe { b.at(p, j) };
+        }
+    }
+    let mut i = 0;
+    while i < m {
+        let rows = (m - i).min(2);
+        // SAFETY (each call): rows i..i+rows of `a` exist with contiguous
+        // entries, `bt` holds n rows of kp, `out` rows i..i+rows.
+        let (a_i, out_i) = (unsafe { a.ptr.add(i * a.rs) }, &mut out[i * n..(i + rows) * n]);
+        let mut j = 0;
+        while j < n {
+            let w = NW.min(n - j);
+            let bt_j = &bt[j * kp..];
+            macro_rules! go {
+                ($($w:literal)*) => {
+                    match (rows, w) {
+                        $((1, $w) => unsafe { narrow_tile::<1, $w>(a_i, a.rs, k, bt_j, kp, &mut out_i[j..], n) },
+                          (_, $w) => unsafe { narrow_tile::<2, $w>(a_i, a.rs, k, bt_j, kp, &mut out_i[j..], n) },)*
+                        _ => unreachable!("at most {NW} columns per pass"),
+                    }
+                };
+            }
+            go!(1 2 3 4 5 6);
+            j += w;
+        }
+        i += rows;
+    }
+    PACKED.set(bt);
+}
+
+/// `R` rows x `C` columns of [`narrow_fma`]: rows of `a` from `a` at stride
+/// `rs` (`k` entries each), columns as rows of `bt` at stride `kp`, outputs
+/// written to `out` at row stride `n`.
+///
+/// # Safety
+/// AVX2 and FMA; `a` holds `R` rows of `k` contiguous entries at stride `rs`;
+/// `bt` holds `C` rows of `kp = k` rounded up to 8; `out` holds `R` rows of `n`
+/// (the last one `C`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline(never)]
+unsafe fn narrow_tile<const R: usize, const C: usize>(
+    a: *const f32,
+    rs: usize,
+    k: usize,
+    bt: &[f32],
+    kp: usize,
+    out: &mut [f32],
+    n: usize,
+) {
+    use std::arch::x86_64::*;
+    assert!(bt.len() >= (C - 1) * kp + k.div_ceil(8) * 8 && out.len() >= (R - 1) * n + C);
+    let full = k / 8 * 8;
+    let mut acc = [[_mm256_setzero_ps(); C]; R];
+    let step = |acc: &mut [[__m256; C]; R], av: [__m256; R], p: usize| {
+        for c in 0..C {
+            // SAFETY: row c of `bt` has entries p..p+8 (p < kp, asserted above).
+            let bv = unsafe { _mm256_loadu_ps(bt.as_ptr().add(c * kp + p)) };
+            for (acc, &av) in acc.iter_mut().zip(&av) {
+                acc[c] = _mm256_fmadd_ps(av, bv, acc[c]);
+            }
+        }
+    };
+    for p in (0..full).step_by(8) {
+        // SAFETY: entries p..p+8 of each row exist (p + 8 <= k).
+        let av: [__m256; R] = std::array::from_fn(|r| unsafe { _mm256_loadu_ps(a.add(r * rs + p)) });
+        step(&mut acc, av, p);
+    }
+    if full < k {
+        // the rows' last k % 8 entries, zero-padded (as `bt` is)
+        let av: [__m256; R] = std::array::from_fn(|r| {
+            let mut tail = [0f32; 8];
+            // SAFETY: entries full..k of row r exist.
+            tail[..k - full].copy_from_slice(unsafe { std::slice::from_raw_parts(a.add(r * rs + full), k - full) });
+            unsafe { _mm256_loadu_ps(tail.as_ptr()) }
+        });
+        step(&mut acc, av, full);
+    }
+    for r in 0..R {
+        for c in 0..C {
+            let v = acc[r][c];
+            let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v)); // 0+4 1+5 2+6 3+7
+            let s = _mm_add_ps(s, _mm_movehl_ps(s, s)); // (0+4)+(2+6), (1+5)+(3+7)
+            let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
+            out[r * n + c] = _mm_cvtss_f32(s);
+        }
+    }
+}
+
 /// Products of at least this many rows read `b` packed (see [`kernel_fma`]).
 const PACK_ROWS: usize = 32;
 
@@ -270,13 +431,21 @@ struct Tile<'a> {
 unsafe fn tile<const R: usize>(t: &Tile<'_>, out: &mut [f32], n: usize, w: usize) {
     use std::arch::x86_64::{_mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps};
     assert!(t.b.len() >= (t.kc - 1) * t.ldb + NR && out.len() >= (R - 1) * n + w && w <= NR);
+    // a partial tile (w < 16) goes through `lanes`; a full one is read and
+    // written in place
     let mut lanes = [0f32; NR];
     let mut acc = [[_mm256_setzero_ps(); 2]; R];
     if !t.first {
         for (r, acc) in acc.iter_mut().enumerate() {
-            lanes[..w].copy_from_slice(&out[r * n..r * n + w]);
-            // SAFETY: `lanes` has 16 entries.
-            *acc = unsafe { [_mm256_loadu_ps(lanes.as_ptr()), _mm256_loadu_ps(lanes.as_ptr().add(8))] };
+            let src = match w {
+                NR => out[r * n..].as_ptr(),
+                _ => {
+                    lanes[..w].copy_from_slice(&out[r * n..r * n + w]);
+                    lanes.as_ptr()
+                }
+            };
+            // SAFETY: `src` has 16 entries (`out` holds w = 16 of row r, or `lanes`).
+            *acc = unsafe { [_mm256_loadu_ps(src), _mm256_loadu_ps(src.add(8))] };
         }
     }
     let (b, a) = (t.b.as_ptr(), t.a);
@@ -291,12 +460,18 @@ unsafe fn tile<const R: usize>(t: &Tile<'_>, out: &mut [f32], n: usize, w: usize
         }
     }
     for (r, acc) in acc.iter().enumerate() {
-        // SAFETY: `lanes` has 16 entries.
+        let dst = match w {
+            NR => out[r * n..].as_mut_ptr(),
+            _ => lanes.as_mut_ptr(),
+        };
+        // SAFETY: `dst` has 16 entries, as above.
         unsafe {
-            _mm256_storeu_ps(lanes.as_mut_ptr(), acc[0]);
-            _mm256_storeu_ps(lanes.as_mut_ptr().add(8), acc[1]);
+            _mm256_storeu_ps(dst, acc[0]);
+            _mm256_storeu_ps(dst.add(8), acc[1]);
         }
-        out[r * n..r * n + w].copy_from_slice(&lanes[..w]);
+        if w < NR {
+            out[r * n..r * n + w].copy_from_slice(&lanes[..w]);
+        }
     }
 }
 
@@ -372,6 +547,12 @@ mod tests {
             (16, 5, 100),
             (75, 600, 40),
             (150, 300, 17),
+            // narrower than a tile: dot products along `k`, `k` a multiple
+            // of 8 or not, rows in pairs and one left over
+            (1, 1, 1),
+            (5, 256, 5),
+            (8, 19, 9),
+            (33, 300, 15),
         ] {
             let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 31 + j * 17) % 13) as f32 * 0.37 - 2.0);
             let a_t = a.t().to_owned(); // the same matrix read column-major: a_t.t()
@@ -384,7 +565,22 @@ mod tests {
                 close(&out, &reference(a.view(), b.view()), k, &format!("{m}x{k}x{n}"));
                 let mut out_t = Array2::from_elem((m, n), f32::NAN);
                 kernel(a_t.t(), b.view(), out_t.view_mut());
-                assert!(bits(out.view(), out_t.view()), "{m}x{k}x{n}: column-major `a`");
+                close(
+                    &out_t,
+                    &reference(a.view(), b.view()),
+                    k,
+                    &format!("{m}x{k}x{n}, column-major a"),
+                );
+                // a column-major `b` (an input gradient's `Wᵀ`) is packed: the same bits
+                let b_t = b.t().to_owned();
+                let mut out_bt = Array2::from_elem((m, n), f32::NAN);
+                kernel(a.view(), b_t.t(), out_bt.view_mut());
+                assert!(bits(out.view(), out_bt.view()), "{m}x{k}x{n}: column-major `b`");
+                // tiles read `a` with any strides alike (a narrow product
+                // with a column-major `a` takes the tiles, not dot products)
+                if n >= NR {
+                    assert!(bits(out.view(), out_t.view()), "{m}x{k}x{n}: column-major `a`");
+                }
                 // every row alone, and any band of rows, gives the same bits as the whole product
                 for (lo, hi) in (0..m).map(|i| (i, i + 1)).chain([(m / 3, m), (1.min(m - 1), m)]) {
                     let mut part = Array2::zeros((hi - lo, n));
@@ -408,20 +604,14 @@ mod tests {
             close(&dot(a.view(), b.view()), &want, 24, &format!("n = {n}"));
             // a transposed `b`, as in an input gradient `g · wᵀ`
             close(&dot(a.view(), b_t.t()), &want, 24, &format!("n = {n}, column-major b"));
-            // which `dot_rows` copies for the kernel: the same bits
+            // which the kernel packs: the same bits
             assert!(
-                bits(dot_rows(a.view(), b_t.t()).view(), dot_rows(a.view(), b.view()).view()),
+                bits(dot(a.view(), b_t.t()).view(), dot(a.view(), b.view()).view()),
                 "n = {n}"
             );
-            // `aᵀ · g` as in a weight gradient
+            // `aᵀ · g` as in a weight gradient (narrow: as `(gᵀ · a)ᵀ`)
             let a_t = a.t().to_owned();
             close(&dot(a_t.t(), b.view()), &want, 24, &format!("n = {n}, column-major a"));
-            close(
-                &dot_rows(a_t.t(), b.view()),
-                &want,
-                24,
-                &format!("n = {n}, column-major a"),
-            );
         }
         let empty = dot(
             Array2::<f32>::zeros((3, 0)).view(),

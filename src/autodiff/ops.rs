@@ -124,9 +124,9 @@ impl<T: Scalar> Op<T> for Affine {
 
 impl Affine {
     /// The forward pass without a tape (inference), each row of the product
-    /// computed by the same operations whatever the others ([`gemm::dot_rows`]).
+    /// computed by the same operations whatever the others ([`gemm::dot`]).
     pub fn infer<T: Scalar>(&self, x: ArrayView2<'_, T>, w: &Array2<T>, b: &Array2<T>) -> Array2<T> {
-        activate(self.0, add_row("affine", gemm::dot_rows(x, w.view()), b))
+        activate(self.0, add_row("affine", gemm::dot(x, w.view()), b))
     }
 }
 

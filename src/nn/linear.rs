@@ -104,7 +104,7 @@ impl Linear {
     }
 
     /// `act(x W + b)` without a tape (inference), for dense or sparse `x`: the
-    /// tape's op, its product computed row by row alike (see [`crate::autodiff::gemm::dot_rows`]).
+    /// tape's op, its product computed row by row alike (see [`crate::autodiff::gemm::dot`]).
     pub fn infer<T: Scalar>(&self, store: &ParamStore<T>, x: Input<'_, T>, act: Option<Activation>) -> Array2<T> {
         let (w, b) = (store.value(self.w), store.value(self.b));
         match x {
