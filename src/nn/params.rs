@@ -115,7 +115,10 @@ impl<T: Scalar> ParamStore<T> {
 
     /// Whether every entry of every parameter is finite.
     pub fn all_finite(&self) -> bool {
-        self.params.iter().all(|p| p.value.iter().all(|x| x.is_finite()))
+        // `&` rather than a short-circuit, so that the scan vectorizes
+        self.params
+            .iter()
+            .all(|p| p.value.iter().fold(true, |ok, x| ok & x.is_finite()))
     }
 }
 
