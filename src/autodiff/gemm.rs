@@ -12,10 +12,11 @@
 //! a handful of columns, and its results differ from the kernel's where `k`
 //! exceeds its blocking. The kernel has two forms:
 //! - 6x16 register tiles, each output one fused multiply-add chain over `k` in
-//!   order. It reads `b` in place below 32 rows and packed from there on (a
-//!   transposed `b` always packed), and blocks `k` by reloading its
-//!   accumulators from the output, which continues the same chain, so the
-//!   blocking changes no bit either.
+//!   order (the last 1-3 rows of a product in tiles 32 or 64 columns wide, so
+//!   that they too keep 8 or more chains in flight). It reads `b` in place below
+//!   32 rows and packed from there on (a transposed `b` always packed), and
+//!   blocks `k` by reloading its accumulators from the output, which continues
+//!   the same chain, so neither the tile shape nor the blocking changes a bit.
 //! - For `b` of fewer than 16 columns (the output heads) and rows of `a`
 //!   contiguous, dot products along `k` in 8 lanes ([`narrow_fma`]): a tile
 //!   would leave most of its lanes idle.
@@ -241,45 +242,75 @@ unsafe fn kernel_fma(a: Strided, b: Strided, out: &mut [f32], m: usize, k: usize
                 }
             }
         }
+        // strip s as the tiles read it: from its first row on, the row stride,
+        // and the distance to the next strip
+        let strip_at = |s: usize| -> (&[f32], usize, usize) {
+            let j = s * NR;
+            match (in_place, j < full) {
+                (false, _) => (&packed[(s - s0) * kc * NR..], NR, kc * NR),
+                // SAFETY: a row-major `b` (`in_place`): rows p0..p0+kc have
+                // columns j..full (j < full), `b.rs` apart.
+                (true, true) => (
+                    unsafe { std::slice::from_raw_parts(b.ptr.add(p0 * b.rs + j), (kc - 1) * b.rs + full - j) },
+                    b.rs,
+                    NR,
+                ),
+                (true, false) => (&packed[p0 * NR..], NR, NR),
+            }
+        };
+        let tile_at = |i: usize, s: usize| {
+            let (b, ldb, sstride) = strip_at(s);
+            Tile {
+                // SAFETY: i < m and p0 < k, so (i, p0) is an entry of `a`.
+                a: Strided {
+                    ptr: unsafe { a.ptr.add(i * a.rs + p0 * a.cs) },
+                    ..a
+                },
+                kc,
+                b,
+                ldb,
+                sstride,
+                first: p0 == 0,
+            }
+        };
         for i0 in (0..m).step_by(MC) {
             let mc = MC.min(m - i0);
+            // full tiles of 6 rows, strip by strip (a strip stays in L1 for all of them)
+            let six = mc / MR * MR;
             for s in group.clone() {
-                let j = s * NR;
-                let (strip, ldb) = match (in_place, j < full) {
-                    (false, _) => (&packed[(s - s0) * kc * NR..], NR),
-                    // SAFETY: a row-major `b` (`in_place`): rows p0..p0+kc
-                    // have columns j..j+16 (j < full), `b.rs` apart.
-                    (true, true) => (
-                        unsafe { std::slice::from_raw_parts(b.ptr.add(p0 * b.rs + j), (kc - 1) * b.rs + NR) },
-                        b.rs,
-                    ),
-                    (true, false) => (&packed[p0 * NR..], NR),
-                };
-                let w = NR.min(n - j);
-                for i in (i0..i0 + mc).step_by(MR) {
-                    let t = Tile {
-                        // SAFETY: i < m and p0 < k, so (i, p0) is an entry of `a`.
-                        a: Strided {
-                            ptr: unsafe { a.ptr.add(i * a.rs + p0 * a.cs) },
-                            ..a
-                        },
-                        kc,
-                        b: strip,
-                        ldb,
-                        first: p0 == 0,
-                    };
-                    let out = &mut out[i * n + j..];
-                    // SAFETY (each call): rows i..i+R and columns p0..p0+kc of `a`
-                    // exist, `strip` holds kc rows of 16 at stride `ldb`.
-                    match (i0 + mc - i).min(MR) {
-                        1 => unsafe { tile::<1>(&t, out, n, w) },
-                        2 => unsafe { tile::<2>(&t, out, n, w) },
-                        3 => unsafe { tile::<3>(&t, out, n, w) },
-                        4 => unsafe { tile::<4>(&t, out, n, w) },
-                        5 => unsafe { tile::<5>(&t, out, n, w) },
-                        _ => unsafe { tile::<MR>(&t, out, n, w) },
-                    }
+                let (j, w) = (s * NR, NR.min(n - s * NR));
+                for i in (i0..i0 + six).step_by(MR) {
+                    // SAFETY: rows i..i+6 and columns p0..p0+kc of `a` exist,
+                    // the strip holds kc rows of 16 at stride `ldb`.
+                    unsafe { tile::<MR, 1>(&tile_at(i, s), &mut out[i * n + j..], n, w) };
                 }
+            }
+            // the last 1-5 rows, over several full strips at a time
+            let (i, rest) = (i0 + six, mc - six);
+            let per = match rest {
+                0 => continue,
+                1 => 4,
+                2 | 3 => 2,
+                _ => 1,
+            };
+            let mut s = group.start;
+            while s < group.end {
+                let wide = s + per <= group.end && (s + per) * NR <= full;
+                let (j, w, t) = (s * NR, NR.min(n - s * NR), tile_at(i, s));
+                let out = &mut out[i * n + j..];
+                // SAFETY (each call): rows i..i+rest and columns p0..p0+kc of `a`
+                // exist; with `wide`, `per` full strips follow from strip s.
+                match (rest, wide) {
+                    (1, true) => unsafe { tile::<1, 4>(&t, out, n, w) },
+                    (1, false) => unsafe { tile::<1, 1>(&t, out, n, w) },
+                    (2, true) => unsafe { tile::<2, 2>(&t, out, n, w) },
+                    (2, false) => unsafe { tile::<2, 1>(&t, out, n, w) },
+                    (3, true) => unsafe { tile::<3, 2>(&t, out, n, w) },
+                    (3, false) => unsafe { tile::<3, 1>(&t, out, n, w) },
+                    (4, _) => unsafe { tile::<4, 1>(&t, out, n, w) },
+                    _ => unsafe { tile::<5, 1>(&t, out, n, w) },
+                }
+                s += if wide { per } else { 1 };
             }
         }
     }
@@ -416,61 +447,85 @@ struct Tile<'a> {
     kc: usize,
     b: &'a [f32],
     ldb: usize,
+    /// From one strip of `b` to the next.
+    sstride: usize,
     /// The first block of `k`: start from zero, else from the partial sums in `out`.
     first: bool,
 }
 
-/// `R x 16` outputs of `out` (row stride `n`, first `w` columns written):
-/// loaded from `out` (or zero), then `kc` fused multiply-adds each, in order of `k`.
+/// `R x 16S` outputs of `out` (row stride `n`; of the last strip, the first
+/// `w` columns written): loaded from `out` (or zero), then `kc` fused
+/// multiply-adds each, in order of `k`. A tile of few rows spans several
+/// strips (`S`), so that it still has at least 8 independent accumulators:
+/// with fewer, each multiply-add waits for the previous one's result.
 ///
 /// # Safety
-/// AVX2 and FMA; `t.a` has `R` rows and `t.kc` columns; `out` holds `R` rows of `n`.
+/// AVX2 and FMA; `t.a` has `R` rows and `t.kc` columns; strip `s` of the tile
+/// starts `s * t.sstride` into `t.b`; `out` holds `R` rows of `n`; `w < 16`
+/// only if `S == 1`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline(never)]
-unsafe fn tile<const R: usize>(t: &Tile<'_>, out: &mut [f32], n: usize, w: usize) {
+unsafe fn tile<const R: usize, const S: usize>(t: &Tile<'_>, out: &mut [f32], n: usize, w: usize) {
     use std::arch::x86_64::{_mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps};
-    assert!(t.b.len() >= (t.kc - 1) * t.ldb + NR && out.len() >= (R - 1) * n + w && w <= NR);
-    // a partial tile (w < 16) goes through `lanes`; a full one is read and
+    let span = (S - 1) * NR + w;
+    assert!(
+        t.b.len() >= (S - 1) * t.sstride + (t.kc - 1) * t.ldb + NR
+            && out.len() >= (R - 1) * n + span
+            && w <= NR
+            && (S == 1 || w == NR)
+    );
+    // a partial strip (w < 16) goes through `lanes`; a full one is read and
     // written in place
     let mut lanes = [0f32; NR];
-    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    let mut acc = [[[_mm256_setzero_ps(); 2]; S]; R];
     if !t.first {
         for (r, acc) in acc.iter_mut().enumerate() {
-            let src = match w {
-                NR => out[r * n..].as_ptr(),
-                _ => {
-                    lanes[..w].copy_from_slice(&out[r * n..r * n + w]);
-                    lanes.as_ptr()
-                }
-            };
-            // SAFETY: `src` has 16 entries (`out` holds w = 16 of row r, or `lanes`).
-            *acc = unsafe { [_mm256_loadu_ps(src), _mm256_loadu_ps(src.add(8))] };
+            for (s, acc) in acc.iter_mut().enumerate() {
+                let at = r * n + s * NR;
+                let src = match w {
+                    NR => out[at..].as_ptr(),
+                    _ => {
+                        lanes[..w].copy_from_slice(&out[at..at + w]);
+                        lanes.as_ptr()
+                    }
+                };
+                // SAFETY: `src` has 16 entries (`out` holds 16 of row r from `at`, or `lanes`).
+                *acc = unsafe { [_mm256_loadu_ps(src), _mm256_loadu_ps(src.add(8))] };
+            }
         }
     }
     let (b, a) = (t.b.as_ptr(), t.a);
     for p in 0..t.kc {
-        // SAFETY: row p of the strip holds 16 entries (asserted above).
-        let bv = unsafe { [_mm256_loadu_ps(b.add(p * t.ldb)), _mm256_loadu_ps(b.add(p * t.ldb + 8))] };
+        // SAFETY: row p of each strip holds 16 entries (asserted above).
+        let bv: [[_; 2]; S] = std::array::from_fn(|s| unsafe {
+            let row = b.add(s * t.sstride + p * t.ldb);
+            [_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8))]
+        });
         for (r, acc) in acc.iter_mut().enumerate() {
             // SAFETY: (r, p) is an entry of `a` (the function's contract).
             let x = _mm256_set1_ps(unsafe { *a.ptr.add(r * a.rs + p * a.cs) });
-            acc[0] = _mm256_fmadd_ps(x, bv[0], acc[0]);
-            acc[1] = _mm256_fmadd_ps(x, bv[1], acc[1]);
+            for (acc, bv) in acc.iter_mut().zip(&bv) {
+                acc[0] = _mm256_fmadd_ps(x, bv[0], acc[0]);
+                acc[1] = _mm256_fmadd_ps(x, bv[1], acc[1]);
+            }
         }
     }
     for (r, acc) in acc.iter().enumerate() {
-        let dst = match w {
-            NR => out[r * n..].as_mut_ptr(),
-            _ => lanes.as_mut_ptr(),
-        };
-        // SAFETY: `dst` has 16 entries, as above.
-        unsafe {
-            _mm256_storeu_ps(dst, acc[0]);
-            _mm256_storeu_ps(dst.add(8), acc[1]);
-        }
-        if w < NR {
-            out[r * n..r * n + w].copy_from_slice(&lanes[..w]);
+        for (s, acc) in acc.iter().enumerate() {
+            let at = r * n + s * NR;
+            let dst = match w {
+                NR => out[at..].as_mut_ptr(),
+                _ => lanes.as_mut_ptr(),
+            };
+            // SAFETY: `dst` has 16 entries, as above.
+            unsafe {
+                _mm256_storeu_ps(dst, acc[0]);
+                _mm256_storeu_ps(dst.add(8), acc[1]);
+            }
+            if w < NR {
+                out[at..at + w].copy_from_slice(&lanes[..w]);
+            }
         }
     }
 }
@@ -547,6 +602,10 @@ mod tests {
             (16, 5, 100),
             (75, 600, 40),
             (150, 300, 17),
+            // the last rows of a product over several strips at a time
+            (1, 40, 80),
+            (2, 300, 64),
+            (13, 20, 70),
             // narrower than a tile: dot products along `k`, `k` a multiple
             // of 8 or not, rows in pairs and one left over
             (1, 1, 1),
