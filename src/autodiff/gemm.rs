@@ -275,8 +275,16 @@ unsafe fn kernel_fma(a: Strided, b: Strided, out: &mut [f32], m: usize, k: usize
         };
         for i0 in (0..m).step_by(MC) {
             let mc = MC.min(m - i0);
-            // full tiles of 6 rows, strip by strip (a strip stays in L1 for all of them)
+            // strip by strip (a strip stays in L1 for all the rows), full
+            // tiles of 6 rows, then the last 1-5 rows; 1-3 of them over
+            // `per` full strips at a time, once the last of those is done
             let six = mc / MR * MR;
+            let (rest, i) = (mc - six, i0 + six);
+            let per = match rest {
+                1 => 4,
+                2 | 3 => 2,
+                _ => 1,
+            };
             for s in group.clone() {
                 let (j, w) = (s * NR, NR.min(n - s * NR));
                 for i in (i0..i0 + six).step_by(MR) {
@@ -284,18 +292,15 @@ unsafe fn kernel_fma(a: Strided, b: Strided, out: &mut [f32], m: usize, k: usize
                     // the strip holds kc rows of 16 at stride `ldb`.
                     unsafe { tile::<MR, 1>(&tile_at(i, s), &mut out[i * n + j..], n, w) };
                 }
-            }
-            // the last 1-5 rows, over several full strips at a time
-            let (i, rest) = (i0 + six, mc - six);
-            let per = match rest {
-                0 => continue,
-                1 => 4,
-                2 | 3 => 2,
-                _ => 1,
-            };
-            let mut s = group.start;
-            while s < group.end {
-                let wide = s + per <= group.end && (s + per) * NR <= full;
+                if rest == 0 {
+                    continue;
+                }
+                let g = group.start + (s - group.start) / per * per;
+                let wide = per > 1 && g + per <= group.end && (g + per) * NR <= full;
+                if wide && s + 1 < g + per {
+                    continue; // the tile over strips g..g+per comes at its last strip
+                }
+                let s = if wide { g } else { s };
                 let (j, w, t) = (s * NR, NR.min(n - s * NR), tile_at(i, s));
                 let out = &mut out[i * n + j..];
                 // SAFETY (each call): rows i..i+rest and columns p0..p0+kc of `a`
@@ -310,7 +315,6 @@ unsafe fn kernel_fma(a: Strided, b: Strided, out: &mut [f32], m: usize, k: usize
                     (4, _) => unsafe { tile::<4, 1>(&t, out, n, w) },
                     _ => unsafe { tile::<5, 1>(&t, out, n, w) },
                 }
-                s += if wide { per } else { 1 };
             }
         }
     }
