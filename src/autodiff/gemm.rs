@@ -183,12 +183,13 @@ impl Strided {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn kernel_fma(a: Strided, b: Strided, out: &mut [f32], m: usize, k: usize, n: usize) {
-    // `b` as the tiles read it: a row-major `b` of fewer than `PACK_ROWS` rows
-    // is read in place, only its last n % 16 columns copied, zero-padded, into
-    // `packed`; otherwise each block of `KC` rows and `NC` columns is first copied strip by strip
-    // (16 columns, the last zero-padded) into `packed`, where a strip's rows
-    // are adjacent (in place, a strip's rows lie `n` apart and fall into few
-    // cache sets). `a` is read in place. The layout changes no arithmetic.
+    // `b` as the tiles read it: in a product of fewer than `PACK_ROWS` rows a
+    // row-major `b` is read in place, only its last n % 16 columns copied,
+    // zero-padded, into `packed`; otherwise each block of `KC` rows and `NC`
+    // columns is first copied strip by strip (16 columns, the last
+    // zero-padded) into `packed`, where a strip's rows are adjacent (in place
+    // they lie a row of `b` apart and fall into few cache sets). `a` is read
+    // in place. The layout changes no arithmetic.
     // (The buffer is taken out of its thread-local, so that this code is
     // compiled with this function's target features, not in a closure.)
     let full = n / NR * NR;
