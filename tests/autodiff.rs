@@ -143,7 +143,12 @@ proptest! {
             x.push_row(chunk.iter().map(|&(c, v)| ((c % w.nrows()) as u32, v)));
         }
         x.push_row([]);
-        let dense = x.to_dense().mapv(|v| v as f64);
+        // the dense reference in f64 (`to_dense` adds a row's repeated columns in f32)
+        let mut dense = Array2::<f64>::zeros((x.nrows(), w.nrows()));
+        for r in 0..x.nrows() {
+            let (c, v) = x.row(r);
+            c.iter().zip(v).for_each(|(&c, &v)| dense[[r, c as usize]] += v as f64);
+        }
         let direct = dense.dot(&w);
         let x = std::sync::Arc::new(x);
         let mut t = Tape::new();
