@@ -174,16 +174,20 @@ impl Activations {
     }
 
     /// Hands the arrays back to the buffer pool.
-    pub fn give_back(self) {
-        use crate::autodiff::pool::give;
-        self.trunk
-            .into_iter()
-            .chain(self.aux.into_iter().flatten())
-            .for_each(give);
+    pub fn give_back(mut self) {
+        self.give_back_trunks();
         [Some(self.pf), self.pb, self.log_f]
             .into_iter()
             .flatten()
-            .for_each(give);
+            .for_each(crate::autodiff::pool::give);
+    }
+
+    /// Hands the trunks' layer outputs back to the buffer pool, keeping the heads'.
+    fn give_back_trunks(&mut self) {
+        std::mem::take(&mut self.trunk)
+            .into_iter()
+            .chain(self.aux.take().into_iter().flatten())
+            .for_each(crate::autodiff::pool::give);
     }
 }
 
@@ -336,28 +340,17 @@ impl Policy {
         let h = trunk.last().expect("a layer");
         let h_aux = aux.as_ref().map_or(h, |a| a.last().expect("a layer"));
         let head = |l: &Linear, h: &Array2<f32>| l.infer(store, Input::Dense(h.view()), None);
-        let acts = Activations {
+        let mut acts = Activations {
             pf: head(&self.pf, h),
             pb: self.pb.as_ref().map(|l| head(l, h_aux)),
             log_f: self.log_f.as_ref().filter(|_| all).map(|l| head(l, h_aux)),
             trunk,
             aux,
         };
-        match all {
-            true => acts,
-            false => {
-                let give = crate::autodiff::pool::give;
-                acts.trunk
-                    .into_iter()
-                    .chain(acts.aux.into_iter().flatten())
-                    .for_each(give);
-                Activations {
-                    trunk: Vec::new(),
-                    aux: None,
-                    ..acts
-                }
-            }
+        if !all {
+            acts.give_back_trunks();
         }
+        acts
     }
 
     /// Floating-point operations (multiply and add counted apart) of one

@@ -80,7 +80,6 @@ pub(crate) fn max_grad_norm<T: Scalar>() -> f64 {
     }
 }
 
-/// Adam (Kingma & Ba 2015) with bias correction; state is serializable for checkpoints.
 /// `sum x^2` over `a` in `f64`: eight partial sums (entry `i` into sum
 /// `i mod 8`) added in a fixed order at the end, so that the loop vectorizes
 /// (one running sum is a chain of dependent additions, 4 cycles an entry).
@@ -105,6 +104,7 @@ fn sum_of_squares<T: Scalar>(a: &Array2<T>) -> f64 {
     ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
 }
 
+/// Adam (Kingma & Ba 2015) with bias correction; state is serializable for checkpoints.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Adam<T> {
     pub kind: AdamKind,
