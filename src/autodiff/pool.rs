@@ -14,7 +14,7 @@
 
 use std::cell::RefCell;
 
-use ndarray::Array2;
+use ndarray::{Array2, ShapeBuilder};
 
 use crate::Scalar;
 
@@ -33,11 +33,14 @@ pub struct Pool<T> {
 }
 
 impl<T> Pool<T> {
-    /// The smallest kept buffer that holds `n` entries.
+    /// The smallest kept buffer that holds `n` entries, if it is not more than
+    /// twice as large (a small array must not take the buffer a large one
+    /// will ask for next: the sampler's per-step blocks, then their gather).
     fn take(&mut self, n: usize) -> Option<Vec<T>> {
         let best = (0..self.free.len())
             .filter(|&i| self.free[i].capacity() >= n)
-            .min_by_key(|&i| self.free[i].capacity())?;
+            .min_by_key(|&i| self.free[i].capacity())
+            .filter(|&i| self.free[i].capacity() <= 2 * n)?;
         Some(self.free.swap_remove(best))
     }
 
@@ -87,12 +90,13 @@ pub fn scratch<T: Scalar>(shape: (usize, usize)) -> Array2<T> {
     let mut v = with(|p: &mut Pool<T>| p.take(n))
         .flatten()
         .unwrap_or_else(|| Vec::with_capacity(n + n / 8));
-    if v.len() >= n {
-        v.truncate(n);
-    } else {
-        v.resize(n, T::zero());
+    // A buffer is initialized over its whole capacity once and keeps that
+    // length while an array lends it (the array's explicit row stride lets it
+    // cover only a first part), so a reused buffer is never filled again first.
+    if v.len() < n {
+        v.resize(v.capacity(), T::zero());
     }
-    Array2::from_shape_vec(shape, v).expect("length is rows * cols")
+    Array2::from_shape_vec(shape.strides((shape.1, 1)), v).expect("a buffer of at least rows * cols")
 }
 
 /// Gives `a`'s buffer back for reuse.
@@ -135,6 +139,37 @@ mod tests {
         give(b);
         let c = zeros::<f32>((66, 128));
         assert_eq!(c.as_ptr(), ptr, "a new buffer has room for a slightly larger array");
+    }
+
+    #[test]
+    fn scratch_reuses_a_buffer_without_writing_it() {
+        let mut a = scratch::<f32>((64, 128));
+        a.fill(3.0);
+        let ptr = a.as_ptr();
+        give(a);
+        // larger than the last array the buffer held, within its headroom
+        let b = scratch::<f32>((66, 128));
+        assert_eq!(b.as_ptr(), ptr);
+        assert!(b.is_standard_layout() && b.as_slice().is_some_and(|s| s.len() == 66 * 128));
+        assert!(
+            b.iter().take(64 * 128).all(|&x| x == 3.0),
+            "old values left as they are"
+        );
+        assert!(
+            b.iter().skip(64 * 128).all(|&x| x == 0.0),
+            "the headroom was zeroed once"
+        );
+    }
+
+    #[test]
+    fn a_small_array_leaves_a_much_larger_buffer_alone() {
+        let a = scratch::<f32>((64, 128));
+        let ptr = a.as_ptr();
+        give(a);
+        let small = scratch::<f32>((16, 128));
+        assert_ne!(small.as_ptr(), ptr, "a quarter of the buffer: a fresh one");
+        let half = scratch::<f32>((40, 128));
+        assert_eq!(half.as_ptr(), ptr, "within twice its size: the kept one");
     }
 
     #[test]

@@ -219,9 +219,11 @@ impl<E: Environment, R: LogReward<E::State>> Trainer<E, R> {
             let mut gs = tape.backward(cv.score);
             let score = p.grads(&mut gs, &self.store);
             cv_coefficient = Some(apply_batch_cv(&mut grads, &pathwise, &score, cv.eps));
+            pathwise.into_iter().chain(score).for_each(crate::autodiff::pool::give);
         }
         let t_backward = clock.elapsed().as_secs_f64();
         let stats = self.opt.step(&mut self.store, &mut grads)?;
+        grads.into_iter().for_each(crate::autodiff::pool::give);
         let t_optim = clock.elapsed().as_secs_f64();
         self.timings = StepTimings {
             sample: t_sample,
