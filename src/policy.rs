@@ -437,7 +437,7 @@ impl Policy {
                 }))
             }
         };
-        let entropy = Some(tape.masked_entropy(heads.pf_logits, traj.forward_masks.clone()));
+        let entropy = Some(tape.entropy(lp));
         let log_r = tape.constant(Array2::from_shape_fn((log_r.len(), 1), |(b, _)| T::from_f64(log_r[b])));
         Terms {
             offsets: traj.offsets.clone(),

@@ -114,7 +114,7 @@ impl Setup {
         let logits = self.pf.forward(tape, p, x);
         let lp = tape.masked_log_softmax(logits, self.mask_f.clone());
         let log_pf = tape.gather(lp, self.act_f.clone());
-        let entropy = tape.masked_entropy(logits, self.mask_f.clone());
+        let entropy = tape.entropy(lp);
         let xn = tape.constant(self.x_next.clone());
         let logits_b = self.pb.forward(tape, p, xn);
         let lpb = tape.masked_log_softmax(logits_b, self.mask_b.clone());

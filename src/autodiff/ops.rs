@@ -487,40 +487,36 @@ pub(crate) fn masked_row_logsumexp<T: Scalar>(
     Some(m + s.ln())
 }
 
-/// Row-wise entropy `H = -sum_j p_j log p_j` of the masked softmax, `[m, 1]`.
-/// Backward over valid entries: `dH/dx_j = -p_j (log p_j + H)`.
-pub struct MaskedEntropy {
-    pub mask: Array2<bool>,
-}
-impl<T: Scalar> Op<T> for MaskedEntropy {
+/// Row-wise entropy `H = -sum_j p_j log p_j` of a distribution given by its
+/// log-probabilities `l` (a [`MaskedLogSoftmax`]'s output), `[m, 1]`; entries
+/// `-inf` (probability 0) contribute nothing.
+/// Backward over the others: `dH/dl_j = -p_j (l_j + 1)` (through the
+/// log-softmax this is `-p_j (log p_j + H)` on the logits).
+pub struct Entropy;
+impl<T: Scalar> Op<T> for Entropy {
     fn name(&self) -> &'static str {
-        "masked_entropy"
+        "entropy"
     }
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
-        let logp = masked_log_softmax("masked_entropy", xs[0], &self.mask);
-        let mut h = Array2::zeros((logp.nrows(), 1));
-        for (i, (lr, mr)) in logp.rows().into_iter().zip(self.mask.rows()).enumerate() {
-            h[[i, 0]] = -lr
+        let mut h = Array2::zeros((xs[0].nrows(), 1));
+        for (h, lr) in h.iter_mut().zip(xs[0].rows()) {
+            *h = -lr
                 .iter()
-                .zip(mr.iter())
-                .filter(|(_, &m)| m)
-                .map(|(&l, _)| l.exp() * l)
+                .filter(|&&l| l > T::neg_infinity())
+                .map(|&l| l.exp() * l)
                 .sum::<T>();
         }
-        pool::give(logp);
         h
     }
-    fn backward(&self, xs: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
-        let logp = masked_log_softmax("masked_entropy", xs[0], &self.mask);
-        let mut d = pool::zeros(logp.dim());
-        for (i, (lr, mr)) in logp.rows().into_iter().zip(self.mask.rows()).enumerate() {
-            for j in 0..lr.len() {
-                if mr[j] {
-                    d[[i, j]] = -g[[i, 0]] * lr[j].exp() * (lr[j] + out[[i, 0]]);
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+        let mut d = pool::zeros(xs[0].dim());
+        for ((mut dr, lr), &g) in d.rows_mut().into_iter().zip(xs[0].rows()).zip(g.iter()) {
+            for (d, &l) in dr.iter_mut().zip(lr.iter()) {
+                if l > T::neg_infinity() {
+                    *d = -g * l.exp() * (l + T::one());
                 }
             }
         }
-        pool::give(logp);
         vec![Some(d)]
     }
 }

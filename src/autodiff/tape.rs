@@ -243,9 +243,11 @@ impl<T: Scalar> Tape<T> {
     pub fn masked_log_softmax(&mut self, logits: Var, mask: Array2<bool>) -> Var {
         self.apply(ops::MaskedLogSoftmax { mask }, &[logits])
     }
-    /// Row-wise entropy `-sum_j p_j log p_j` of the masked softmax of `logits`, `[m, 1]`.
-    pub fn masked_entropy(&mut self, logits: Var, mask: Array2<bool>) -> Var {
-        self.apply(ops::MaskedEntropy { mask }, &[logits])
+    /// Row-wise entropy `-sum_j p_j log p_j` of the distributions whose
+    /// log-probabilities are the rows of `log_p` (e.g. a
+    /// [`Tape::masked_log_softmax`]; `-inf` entries count as probability 0), `[m, 1]`.
+    pub fn entropy(&mut self, log_p: Var) -> Var {
+        self.apply(ops::Entropy, &[log_p])
     }
     /// One entry per row: `out[i] = a[i, index[i]]`, `[m, 1]`.
     pub fn gather(&mut self, a: Var, index: Vec<usize>) -> Var {

@@ -1,8 +1,8 @@
 //! Entropy bonus: `-w * mean(entropy)`, added to the loss.
 //!
 //! `entropy` is `Terms::entropy`, the analytic entropy `H(P_F(. | s_k))` of the forward
-//! policy at every source state of the batch, computed on the tape from the logits
-//! (e.g. [`crate::autodiff::Tape::masked_entropy`]). Its gradient is exact and has no
+//! policy at every source state of the batch, computed on the tape from its
+//! log-probabilities ([`crate::autodiff::Tape::entropy`]). Its gradient is exact and has no
 //! sampling noise at the visited states; it regularises the per-state policies, not
 //! the trajectory distribution (the visited states are taken as given).
 //!
