@@ -35,45 +35,134 @@ impl Activation {
         }
     }
 
-    /// `y = f(x)` in place.
-    pub fn apply<T: Scalar>(self, x: &mut Array2<T>) {
-        fn each<T: Scalar>(x: &mut Array2<T>, f: impl Fn(T) -> T) {
-            match x.as_slice_mut() {
-                // contiguous (the usual case): a plain loop the compiler vectorizes
-                Some(s) => s.iter_mut().for_each(|v| *v = f(*v)),
-                None => x.mapv_inplace(f),
+    /// `a = f(a + bias)` in place, row by row (`bias` a row as wide as `a`;
+    /// `f` the identity for `None`): a layer's bias and activation in one pass
+    /// over its product.
+    pub fn bias_then<T: Scalar>(act: Option<Self>, a: &mut Array2<T>, bias: Option<&[T]>) {
+        fn rows<T: Scalar>(a: &mut Array2<T>, bias: Option<&[T]>, f: impl Fn(T) -> T) {
+            let n = a.ncols().max(1);
+            let a = a.as_slice_mut().expect("a product's row-major output");
+            match bias {
+                // plain loops over contiguous rows, which the compiler vectorizes
+                Some(b) => a
+                    .chunks_exact_mut(n)
+                    .for_each(|r| r.iter_mut().zip(b).for_each(|(v, &b)| *v = f(*v + b))),
+                None => a.iter_mut().for_each(|v| *v = f(*v)),
             }
         }
-        match self {
-            Activation::Relu => each(x, |v| v.max(T::zero())),
-            Activation::LeakyRelu(k) => {
+        match act {
+            None => rows(a, bias, |v| v),
+            Some(Activation::Relu) => rows(a, bias, |v| v.max(T::zero())),
+            Some(Activation::LeakyRelu(k)) => {
                 let k = T::from_f64(k);
-                each(x, |v| if v > T::zero() { v } else { k * v })
+                rows(a, bias, |v| if v > T::zero() { v } else { k * v })
             }
-            Activation::Tanh => each(x, T::tanh),
+            Some(Activation::Tanh) => rows(a, bias, T::tanh),
         }
     }
 
-    /// `g * f'(x)` from the output `y = f(x)`, into a pooled array.
-    pub fn backprop<T: Scalar>(self, y: &Array2<T>, g: &Array2<T>) -> Array2<T> {
-        fn each<T: Scalar>(y: &Array2<T>, g: &Array2<T>, df: impl Fn(T, T) -> T) -> Array2<T> {
+    /// `g * f'(x)` from the output `y = f(x)`, into a pooled array; with
+    /// `sums`, each row of it is also added into `sums` as it is made (an
+    /// affine layer's bias gradient: the column sums, from the first row down).
+    pub fn backprop<T: Scalar>(self, y: &Array2<T>, g: &Array2<T>, sums: Option<&mut [T]>) -> Array2<T> {
+        fn each<T: Scalar>(
+            y: &Array2<T>,
+            g: &Array2<T>,
+            mut sums: Option<&mut [T]>,
+            df: impl Fn(T, T) -> T,
+        ) -> Array2<T> {
             let mut d = pool::scratch(g.dim());
+            let n = g.ncols().max(1);
             match (d.as_slice_mut(), y.as_slice(), g.as_slice()) {
-                (Some(d), Some(y), Some(g)) => d
-                    .iter_mut()
-                    .zip(y.iter().zip(g))
-                    .for_each(|(d, (&y, &g))| *d = df(y, g)),
-                _ => Zip::from(&mut d).and(y).and(g).for_each(|d, &y, &g| *d = df(y, g)),
+                (Some(d), Some(y), Some(g)) => {
+                    for ((d, y), g) in d.chunks_exact_mut(n).zip(y.chunks_exact(n)).zip(g.chunks_exact(n)) {
+                        d.iter_mut()
+                            .zip(y.iter().zip(g))
+                            .for_each(|(d, (&y, &g))| *d = df(y, g));
+                        if let Some(s) = sums.as_deref_mut() {
+                            s.iter_mut().zip(d.iter()).for_each(|(s, &d)| *s += d);
+                        }
+                    }
+                }
+                _ => {
+                    Zip::from(&mut d).and(y).and(g).for_each(|d, &y, &g| *d = df(y, g));
+                    if let Some(s) = sums {
+                        super::ops::add_column_sums(s, &d);
+                    }
+                }
             }
             d
         }
         match self {
-            Activation::Relu => each(y, g, |y, g| if y > T::zero() { g } else { T::zero() }),
+            Activation::Relu => each(y, g, sums, |y, g| if y > T::zero() { g } else { T::zero() }),
             Activation::LeakyRelu(k) => {
                 let k = T::from_f64(k);
-                each(y, g, |y, g| if y > T::zero() { g } else { k * g })
+                each(y, g, sums, |y, g| if y > T::zero() { g } else { k * g })
             }
-            Activation::Tanh => each(y, g, |y, g| g * (T::one() - y * y)),
+            Activation::Tanh => each(y, g, sums, |y, g| g * (T::one() - y * y)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::ShapeBuilder;
+
+    const ALL: [Activation; 3] = [Activation::Relu, Activation::LeakyRelu(0.1), Activation::Tanh];
+
+    #[test]
+    fn bias_then_is_the_add_then_the_activation_bit_for_bit() {
+        let x = Array2::from_shape_fn((9, 70), |(i, j)| ((i * 13 + j * 7) % 23) as f32 * 0.37 - 4.1);
+        let b: Vec<f32> = (0..70).map(|j| (j % 9) as f32 * 0.53 - 2.0).collect();
+        for act in [None, Some(ALL[0]), Some(ALL[1]), Some(ALL[2])] {
+            let mut fused = x.clone();
+            Activation::bias_then(act, &mut fused, Some(&b));
+            let f = |v: f32| match act {
+                None => v,
+                Some(Activation::Relu) => v.max(0.0),
+                Some(Activation::LeakyRelu(k)) => {
+                    if v > 0.0 {
+                        v
+                    } else {
+                        k as f32 * v
+                    }
+                }
+                Some(Activation::Tanh) => v.tanh(),
+            };
+            let apart = Array2::from_shape_fn(x.dim(), |(i, j)| f(x[[i, j]] + b[j]));
+            assert!(
+                fused.iter().zip(&apart).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{act:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn backprop_adds_up_its_rows_as_column_sums_would() {
+        let y = Array2::from_shape_fn((33, 40), |(i, j)| ((i * 5 + j * 3) % 17) as f32 * 0.11 - 0.9);
+        let g = Array2::from_shape_fn((33, 40), |(i, j)| {
+            ((i * 7 + j) % 13) as f32 * 10f32.powi(i as i32 % 4 - 2)
+        });
+        for act in ALL {
+            let mut sums = vec![0f32; 40];
+            let d = act.backprop(&y, &g, Some(&mut sums));
+            assert_eq!(d, act.backprop(&y, &g, None));
+            let want = d.sum_axis(ndarray::Axis(0));
+            assert!(
+                sums.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{act:?}"
+            );
+            // a column-major gradient takes the other path, to the same sums
+            let mut gf = Array2::zeros(g.raw_dim().f());
+            gf.assign(&g);
+            let mut sums_f = vec![0f32; 40];
+            let df = act.backprop(&y, &gf, Some(&mut sums_f));
+            assert_eq!(df, d);
+            assert!(
+                sums_f.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{act:?} column-major"
+            );
         }
     }
 }

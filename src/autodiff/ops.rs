@@ -115,7 +115,7 @@ impl<T: Scalar> Op<T> for Affine {
         "affine"
     }
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
-        activate(self.0, add_row("affine", MatMul.forward(&xs[..2]), xs[2]))
+        bias_then("affine", self.0, MatMul.forward(&xs[..2]), xs[2])
     }
     fn backward(&self, xs: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
         through(self.0, out, g, |g| MatMul.backward(&xs[..2], out, g))
@@ -126,7 +126,7 @@ impl Affine {
     /// The forward pass without a tape (inference), each row of the product
     /// computed by the same operations whatever the others ([`gemm::dot`]).
     pub fn infer<T: Scalar>(&self, x: ArrayView2<'_, T>, w: &Array2<T>, b: &Array2<T>) -> Array2<T> {
-        activate(self.0, add_row("affine", gemm::dot(x, w.view()), b))
+        bias_then("affine", self.0, gemm::dot(x, w.view()), b)
     }
 }
 
@@ -138,7 +138,7 @@ impl<T: Scalar> Op<T> for SparseAffine {
         "sparse_affine"
     }
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
-        activate(self.1, add_row("sparse_affine", self.0.forward(&xs[..1]), xs[1]))
+        bias_then("sparse_affine", self.1, self.0.forward(&xs[..1]), xs[1])
     }
     fn backward(&self, xs: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
         through(self.1, out, g, |g| self.0.backward(&xs[..1], out, g))
@@ -148,60 +148,67 @@ impl<T: Scalar> Op<T> for SparseAffine {
 impl SparseAffine {
     /// The forward pass without a tape (inference), for borrowed rows `x`.
     pub fn infer<T: Scalar>(x: &crate::nn::Csr, w: &Array2<T>, b: &Array2<T>, act: Option<Activation>) -> Array2<T> {
-        activate(act, add_row("sparse_affine", x.matmul(w), b))
+        bias_then("sparse_affine", act, x.matmul(w), b)
     }
-}
-
-/// `act(y)` in place.
-fn activate<T: Scalar>(act: Option<Activation>, mut y: Array2<T>) -> Array2<T> {
-    if let Some(act) = act {
-        act.apply(&mut y);
-    }
-    y
 }
 
 /// The gradients of an affine layer whose output `out` received `g`: `g`
 /// back through the activation, then the product's gradients (`product`)
-/// and the bias's (column sums).
+/// and the bias's (column sums, added up in the activation's pass).
 fn through<T: Scalar>(
     act: Option<Activation>,
     out: &Array2<T>,
     g: &Array2<T>,
     product: impl Fn(&Array2<T>) -> Vec<Option<Array2<T>>>,
 ) -> Vec<Option<Array2<T>>> {
-    let pre = act.map(|act| act.backprop(out, g));
-    let g = pre.as_ref().unwrap_or(g);
-    let mut grads = product(g);
-    grads.push(Some(column_sums(g)));
+    let mut bias = Array2::zeros((1, g.ncols()));
+    let sums = bias.as_slice_mut().expect("a new row");
+    let pre = match act {
+        Some(act) => Some(act.backprop(out, g, Some(sums))),
+        None => {
+            add_column_sums(sums, g);
+            None
+        }
+    };
+    let mut grads = product(pre.as_ref().unwrap_or(g));
+    grads.push(Some(bias));
     if let Some(pre) = pre {
         pool::give(pre);
     }
     grads
 }
 
-/// `a` with the row `b [1, n]` added to each of its rows, in place; panics
-/// naming `op` and both shapes if `b` is not such a row.
-fn add_row<T: Scalar>(op: &str, mut a: Array2<T>, b: &Array2<T>) -> Array2<T> {
+/// `act(a + b)` in place, with the row `b [1, n]` added to each row of the
+/// product `a`; panics naming `op` and both shapes if `b` is not such a row.
+fn bias_then<T: Scalar>(op: &str, act: Option<Activation>, mut a: Array2<T>, b: &Array2<T>) -> Array2<T> {
     assert!(
         b.dim() == (1, a.ncols()),
         "{op}: bias {:?} for a product {:?}",
         b.dim(),
         a.dim()
     );
-    let b = b.row(0);
-    for mut row in a.rows_mut() {
-        match (row.as_slice_mut(), b.as_slice()) {
-            // contiguous (the usual case): a loop the compiler vectorizes
-            (Some(r), Some(b)) => r.iter_mut().zip(b).for_each(|(r, &b)| *r += b),
-            _ => row.zip_mut_with(&b, |r, &b| *r += b),
+    let b = b.as_standard_layout();
+    Activation::bias_then(act, &mut a, Some(b.as_slice().expect("row-major")));
+    a
+}
+
+/// Adds the column sums of `g` into `sums`, each column from the first row
+/// down (as `sum_axis(Axis(0))` adds them).
+pub(crate) fn add_column_sums<T: Scalar>(sums: &mut [T], g: &Array2<T>) {
+    for row in g.rows() {
+        match row.as_slice() {
+            // contiguous rows (the usual case): a loop the compiler vectorizes
+            Some(r) => sums.iter_mut().zip(r).for_each(|(s, &v)| *s += v),
+            None => sums.iter_mut().zip(row).for_each(|(s, &v)| *s += v),
         }
     }
-    a
 }
 
 /// Sums of the columns of `g`, `[1, n]` (the gradient of a broadcast bias row).
 fn column_sums<T: Scalar>(g: &Array2<T>) -> Array2<T> {
-    g.sum_axis(Axis(0)).insert_axis(Axis(0))
+    let mut sums = Array2::zeros((1, g.ncols()));
+    add_column_sums(sums.as_slice_mut().expect("a new row"), g);
+    sums
 }
 
 // ---------------------------------------------------------------- add, sub, mul
@@ -346,10 +353,12 @@ impl<T: Scalar> Op<T> for Activate {
         "activate"
     }
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
-        activate(Some(self.0), pool::copy(xs[0]))
+        let mut y = pool::copy(xs[0]);
+        Activation::bias_then(Some(self.0), &mut y, None);
+        y
     }
     fn backward(&self, _: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
-        vec![Some(self.0.backprop(out, g))]
+        vec![Some(self.0.backprop(out, g, None))]
     }
 }
 
@@ -677,5 +686,29 @@ impl<T: Scalar> Op<T> for SegmentCumsum {
             }
         }
         vec![Some(d)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::ShapeBuilder;
+
+    #[test]
+    fn column_sums_add_the_rows_in_order_as_sum_axis_does() {
+        // magnitudes far apart, so that another order of the additions would round differently
+        let g = Array2::from_shape_fn((37, 19), |(i, j)| {
+            ((i * 7 + j * 3) % 11) as f32 * 10f32.powi((i % 5) as i32 - 2)
+        });
+        let ours = column_sums(&g);
+        let reference = g.sum_axis(Axis(0)).insert_axis(Axis(0));
+        assert!(ours.iter().zip(&reference).all(|(a, b)| a.to_bits() == b.to_bits()));
+        // column-major rows are not contiguous: the other branch
+        let mut fortran = Array2::zeros(g.raw_dim().f());
+        fortran.assign(&g);
+        assert!(column_sums(&fortran)
+            .iter()
+            .zip(&reference)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 }
