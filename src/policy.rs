@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::autodiff::{Tape, Var};
 use crate::env::Environment;
 use crate::error::{Error, Result};
-use crate::nn::{Activation, Bound, Csr, Init, Input, Linear, Mlp, ParamId, ParamStore};
+use crate::nn::{Activation, Bound, Csr, Init, Input, Linear, Mlp, ParamId, ParamStore, RowSums};
 use crate::objective::Terms;
 use crate::sampler::Trajectories;
 use crate::Scalar;
@@ -191,6 +191,13 @@ impl Activations {
     }
 }
 
+/// A sampler's first-layer products of each trajectory's last state, for
+/// the trunk and a separate trunk ([`Policy::running`]).
+pub struct Running {
+    trunk: RowSums<f32>,
+    aux: Option<RowSums<f32>>,
+}
+
 /// Trunk plus heads; all parameters live in a [`ParamStore`].
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -316,27 +323,55 @@ impl Policy {
     /// Every layer's output without a tape, for the rows of `x` (each row
     /// computed alike whatever the others).
     pub fn activations(&self, store: &ParamStore<f32>, x: &Csr) -> Activations {
-        self.pass(store, x, true)
+        self.pass(store, x, true, None)
     }
 
     /// Forward logits (and backward logits if learned) without a tape, for sampling.
     pub fn infer(&self, store: &ParamStore<f32>, x: &Csr) -> (Array2<f32>, Option<Array2<f32>>) {
-        let acts = self.pass(store, x, false);
+        let acts = self.pass(store, x, false, None);
         (acts.pf, acts.pb)
+    }
+
+    /// The first layers' products per trajectory for a sampler advancing
+    /// `trajectories` trajectories (see [`RowSums`]).
+    pub fn running(&self, trajectories: usize) -> Running {
+        let sums = |m: &Mlp| RowSums::new(trajectories, m.layers[0].fan_out);
+        Running {
+            trunk: sums(&self.trunk),
+            aux: self.aux_trunk.as_ref().map(sums),
+        }
     }
 
     /// A pass without a tape: with `all`, every layer's output; else only the
     /// logits sampling needs (the trunks' last outputs go back to the pool,
     /// and the flow head and a separate trunk serving it alone are skipped).
-    pub(crate) fn pass(&self, store: &ParamStore<f32>, x: &Csr, all: bool) -> Activations {
-        let layers = |m: &Mlp| match all {
-            true => m.infer_layers(store, Input::Sparse(x)),
-            false => vec![m.infer(store, Input::Sparse(x))],
+    /// With `running`, row `r` of `x` is the next state of trajectory
+    /// `seq[r]`, and the first layers resume from its previous state's products.
+    pub(crate) fn pass(
+        &self,
+        store: &ParamStore<f32>,
+        x: &Csr,
+        all: bool,
+        running: Option<(&mut Running, &[usize])>,
+    ) -> Activations {
+        fn input<'a>(x: &'a Csr, sums: Option<&'a mut RowSums<f32>>, seq: &'a [usize]) -> Input<'a, f32> {
+            match sums {
+                Some(sums) => Input::Resumed { x, sums, seq },
+                None => Input::Sparse(x),
+            }
+        }
+        let (trunk_sums, aux_sums, seq) = match running {
+            Some((r, seq)) => (Some(&mut r.trunk), r.aux.as_mut(), seq),
+            None => (None, None, &[][..]),
         };
-        let trunk = layers(&self.trunk);
+        let layers = |m: &Mlp, input: Input<'_, f32>| match all {
+            true => m.infer_layers(store, input),
+            false => vec![m.infer(store, input)],
+        };
+        let trunk = layers(&self.trunk, input(x, trunk_sums, seq));
         let aux = (self.aux_trunk.as_ref())
             .filter(|_| all || self.pb.is_some())
-            .map(layers);
+            .map(|m| layers(m, input(x, aux_sums, seq)));
         let h = trunk.last().expect("a layer");
         let h_aux = aux.as_ref().map_or(h, |a| a.last().expect("a layer"));
         let head = |l: &Linear, h: &Array2<f32>| l.infer(store, Input::Dense(h.view()), None);

@@ -389,13 +389,14 @@ fn forward_paths<E: Environment>(
     let mut bmask = vec![false; env.n_backward_actions()];
     let mut probs = vec![0f64; a_n];
     let mut x = Csr::new(env.feature_dim());
+    let mut running = policy.running(keys.len());
     let mut still = Vec::with_capacity(active.len());
     while !active.is_empty() {
         x.clear();
         for &i in &active {
             env.encode_sparse(paths[i].states.last().unwrap(), &mut x);
         }
-        let acts = policy.pass(store, &x, keep);
+        let acts = policy.pass(store, &x, keep, Some((&mut running, &active)));
         let (logits, pb_logits) = (&acts.pf, &acts.pb);
         for (row, &i) in active.iter().enumerate() {
             let path = &mut paths[i];

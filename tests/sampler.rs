@@ -402,3 +402,48 @@ fn kept_activations_do_not_depend_on_the_thread_count() {
     assert_eq!(a.pb, b.pb);
     assert_eq!(a.log_f, b.log_f);
 }
+
+#[test]
+fn kept_peptide_activations_resume_each_state_from_the_last_and_keep_the_bits() {
+    // a peptide's encoding grows by one entry a step, so the sampler's first
+    // layers add only that entry to the last state's product; with a separate
+    // trunk for the flow head, both first layers do
+    let env = Peptide::new(3, 9).unwrap();
+    for shared_trunk in [true, false] {
+        let cfg = PolicyConfig {
+            hidden: vec![48, 24],
+            log_f: true,
+            shared_trunk,
+            ..PolicyConfig::default()
+        };
+        let mut store = ParamStore::new();
+        let policy = Policy::new(&env, &cfg, &mut store, &mut rng::stream(6, rng::streams::INIT)).unwrap();
+        for threads in [1, 2] {
+            let mut t = Sampler::new(8).with_threads(threads).sample_with_activations(
+                &env,
+                &policy,
+                &store,
+                20,
+                Exploration::ON_POLICY,
+            );
+            assert!(t.actions.len() > 3 * 20, "multi-step trajectories");
+            let kept = t.activations.take().expect("kept");
+            let fresh = policy.activations(&store, &t.features);
+            let bits = |a: &ndarray::Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            let what = format!("shared trunk {shared_trunk}, {threads} threads");
+            for (k, f) in kept.trunk.iter().zip(&fresh.trunk) {
+                assert_eq!(bits(k), bits(f), "{what}");
+            }
+            for (k, f) in kept.aux.iter().flatten().zip(fresh.aux.iter().flatten()) {
+                assert_eq!(bits(k), bits(f), "{what}");
+            }
+            assert_eq!(kept.aux.is_some(), !shared_trunk);
+            assert_eq!(bits(&kept.pf), bits(&fresh.pf), "{what}");
+            assert_eq!(
+                bits(kept.log_f.as_ref().unwrap()),
+                bits(fresh.log_f.as_ref().unwrap()),
+                "{what}"
+            );
+        }
+    }
+}

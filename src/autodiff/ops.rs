@@ -146,9 +146,10 @@ impl<T: Scalar> Op<T> for SparseAffine {
 }
 
 impl SparseAffine {
-    /// The forward pass without a tape (inference), for borrowed rows `x`.
-    pub fn infer<T: Scalar>(x: &crate::nn::Csr, w: &Array2<T>, b: &Array2<T>, act: Option<Activation>) -> Array2<T> {
-        bias_then("sparse_affine", act, x.matmul(w), b)
+    /// The forward pass without a tape (inference), from the product
+    /// `x · w` of borrowed rows ([`crate::nn::Csr::matmul`] or its resumed form).
+    pub fn infer<T: Scalar>(product: Array2<T>, b: &Array2<T>, act: Option<Activation>) -> Array2<T> {
+        bias_then("sparse_affine", act, product, b)
     }
 }
 

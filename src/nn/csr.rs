@@ -52,6 +52,43 @@ fn rows_times<T: Scalar>(x: &Csr, w: &[T], n: usize, out: &mut [T]) {
     }
 }
 
+/// [`rows_times`] for rows that continue sequences of rows (see [`RowSums`]):
+/// row `r`, the next row of sequence `seq[r]`, adds only the entries that
+/// follow that sequence's last row when it starts with that row's entries.
+#[inline(always)]
+fn rows_times_resumed<T: Scalar>(x: &Csr, w: &[T], n: usize, out: &mut [T], sums: &mut RowSums<T>, seq: &[usize]) {
+    let mut terms = Vec::new();
+    for (r, o) in out.chunks_exact_mut(n.max(1)).enumerate() {
+        let (c, v) = x.row(r);
+        let s = seq[r];
+        let (last_c, last_v) = &mut sums.rows[s];
+        let sum = &mut sums.sums[s * n..(s + 1) * n];
+        let k = last_c.len();
+        let extends =
+            k <= c.len() && last_c[..] == c[..k] && last_v.iter().zip(v).all(|(a, b)| a.to_bits() == b.to_bits());
+        let from = match extends {
+            true => k,
+            false => {
+                sum.fill(T::zero());
+                last_c.clear();
+                last_v.clear();
+                0
+            }
+        };
+        terms.clear();
+        terms.extend(
+            c[from..]
+                .iter()
+                .zip(&v[from..])
+                .map(|(&c, &v)| (T::from_f64(v as f64), &w[c as usize * n..(c as usize + 1) * n])),
+        );
+        axpy_many(&terms, sum);
+        o.copy_from_slice(sum);
+        last_c.extend_from_slice(&c[from..]);
+        last_v.extend_from_slice(&v[from..]);
+    }
+}
+
 /// `out = xᵀ · g` (`out` zeroed, `n` columns): row `r` of `g` added to the
 /// rows of `out` that row `r` of `x` selects.
 #[inline(always)]
@@ -69,19 +106,33 @@ fn rows_scatter<T: Scalar>(x: &Csr, g: &[T], n: usize, out: &mut [T]) {
     }
 }
 
-/// [`rows_times`] and [`rows_scatter`] compiled for AVX2 (the crate itself is
+/// [`rows_times`], [`rows_times_resumed`] and [`rows_scatter`] compiled for AVX2 (the crate itself is
 /// built for the x86-64 baseline, SSE2), where the CPU has it: they are
 /// memory-bound element-wise passes that vectorize twice as wide there. The
 /// same operations, so the same bits either way.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{rows_scatter, rows_times, Csr, Scalar};
+    use super::{rows_scatter, rows_times, rows_times_resumed, Csr, RowSums, Scalar};
 
     /// # Safety
     /// The CPU has AVX2.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn times<T: Scalar>(x: &Csr, w: &[T], n: usize, out: &mut [T]) {
         rows_times(x, w, n, out)
+    }
+
+    /// # Safety
+    /// The CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn times_resumed<T: Scalar>(
+        x: &Csr,
+        w: &[T],
+        n: usize,
+        out: &mut [T],
+        sums: &mut RowSums<T>,
+        seq: &[usize],
+    ) {
+        rows_times_resumed(x, w, n, out, sums, seq)
     }
 
     /// # Safety
@@ -98,6 +149,30 @@ fn has_avx2() -> bool {
     return std::is_x86_feature_detected!("avx2");
     #[allow(unreachable_code)]
     false
+}
+
+/// The last row of each of several sequences of rows (the sampler's
+/// trajectories, one state after the other) and its product with the first
+/// layer's weights `W`, so that the product of a row that extends its
+/// sequence's last row (that row's entries, then more: a peptide's encoding
+/// after one more residue) adds only the new entries
+/// ([`Csr::matmul_resumed`]). The product adds a row's terms one after the
+/// other, so resuming from the last row's sum gives the bits of the whole.
+#[derive(Clone, Debug)]
+pub struct RowSums<T> {
+    /// `[sequences, width]`, row-major.
+    sums: Vec<T>,
+    rows: Vec<(Vec<u32>, Vec<f32>)>,
+}
+
+impl<T: Scalar> RowSums<T> {
+    /// No row yet for any of `sequences` sequences, for products `width` wide.
+    pub fn new(sequences: usize, width: usize) -> Self {
+        RowSums {
+            sums: vec![T::zero(); sequences * width],
+            rows: vec![(Vec::new(), Vec::new()); sequences],
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -209,6 +284,36 @@ impl Csr {
         out
     }
 
+    /// [`Csr::matmul`] (the same bits), row `r` being the next row of
+    /// sequence `seq[r]` of `sums`, which it updates: a row that extends its
+    /// sequence's last one costs only its new entries.
+    pub fn matmul_resumed<T: Scalar>(&self, w: &Array2<T>, sums: &mut RowSums<T>, seq: &[usize]) -> Array2<T> {
+        assert!(
+            self.ncols == w.nrows()
+                && seq.len() == self.nrows()
+                && seq.iter().all(|&s| s < sums.rows.len())
+                && sums.sums.len() == sums.rows.len() * w.ncols(),
+            "sparse matmul: {} rows of width {} for sequences {:?}, weights {:?}, sums for {} sequences of {} values",
+            self.nrows(),
+            self.ncols,
+            seq,
+            w.dim(),
+            sums.rows.len(),
+            sums.sums.len()
+        );
+        let mut out = crate::autodiff::pool::scratch((self.nrows(), w.ncols()));
+        let w = w.as_standard_layout();
+        let (w, n) = (w.as_slice().expect("row-major"), w.ncols());
+        let o = out.as_slice_mut().expect("a fresh array is row-major");
+        match has_avx2() {
+            // SAFETY: the CPU has AVX2.
+            #[cfg(target_arch = "x86_64")]
+            true => unsafe { avx2::times_resumed(self, w, n, o, sums, seq) },
+            _ => rows_times_resumed(self, w, n, o, sums, seq),
+        }
+        out
+    }
+
     /// `selfᵀ · g`: the gradient of `self · w` with respect to `w`.
     pub fn t_matmul<T: Scalar>(&self, g: &Array2<T>) -> Array2<T> {
         let mut out = crate::autodiff::pool::zeros((self.ncols, g.ncols()));
@@ -230,12 +335,52 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_resumed_product_has_the_bits_of_the_whole_one() {
+        let w = Array2::from_shape_fn((30, 19), |(i, j)| {
+            ((i * 31 + j * 17) % 13) as f32 * 0.37 * 10f32.powi(i as i32 % 3 - 1)
+        });
+        let mut sums = RowSums::new(3, 19);
+        // three sequences over four steps: one that grows by an entry each
+        // step, one whose rows change an entry or a value (no prefix), one
+        // that starts over from an empty row
+        type Step = Vec<(usize, Vec<(u32, f32)>)>;
+        let steps: Vec<Step> = vec![
+            vec![(0, vec![]), (1, vec![(4, 1.0)]), (2, vec![(7, 0.5), (9, 2.0)])],
+            vec![
+                (0, vec![(3, 1.0)]),
+                (1, vec![(5, 1.0)]),
+                (2, vec![(7, 0.5), (9, 2.0), (1, 1.0)]),
+            ],
+            vec![
+                (2, vec![]),
+                (0, vec![(3, 1.0), (8, 1.0)]),
+                (1, vec![(5, -1.0), (6, 1.0)]),
+            ],
+            vec![
+                (0, vec![(3, 1.0), (8, 1.0), (8, 1.0), (29, 0.25), (0, 3.0), (11, 1.0)]),
+                (2, vec![(12, 1.0)]),
+            ],
+        ];
+        for (t, step) in steps.iter().enumerate() {
+            let mut x = Csr::new(30);
+            step.iter().for_each(|(_, row)| x.push_row(row.iter().copied()));
+            let seq: Vec<usize> = step.iter().map(|&(s, _)| s).collect();
+            let resumed = x.matmul_resumed(&w, &mut sums, &seq);
+            let whole = x.matmul(&w);
+            let same = resumed.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "step {t}");
+        }
+    }
+
+    #[test]
     fn the_sparse_product_adds_its_terms_as_single_axpys_would() {
         let w = Array2::from_shape_fn((12, 37), |(i, j)| ((i * 31 + j * 17) % 13) as f32 * 0.37 - 2.0);
         let mut x = Csr::new(12);
         for nnz in 0..10 {
             x.push_row((0..nnz).map(|i| (((i * 5 + nnz) % 12) as u32, 0.3 * i as f32 - 1.1)));
         }
+        // a column repeated within a row: its terms keep their order
+        x.push_row([(3, 0.5), (7, 1.5), (3, -2.25)]);
         let y = x.matmul(&w);
         for r in 0..x.nrows() {
             let mut want = vec![0f32; 37];
@@ -246,11 +391,22 @@ mod tests {
             let same = y.row(r).iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
             assert!(same, "row {r} ({} nonzeros)", c.len());
         }
-        // and the gradient, row by row of g into the rows of the result
-        let g = Array2::from_shape_fn((10, 37), |(i, j)| ((i * 7 + j * 11) % 17) as f32 * 0.11 - 0.9);
-        let dense = x.to_dense();
-        let want = dense.t().dot(&g);
+        // and the gradient: the bits of scattering g row by row into the rows of the result
+        let g = Array2::from_shape_fn((11, 37), |(i, j)| {
+            ((i * 7 + j * 11) % 17) as f32 * 0.11 * 10f32.powi(i as i32 % 3) - 0.9
+        });
+        let mut want = Array2::<f32>::zeros((12, 37));
+        for r in 0..x.nrows() {
+            let (c, v) = x.row(r);
+            for (&c, &v) in c.iter().zip(v) {
+                axpy(
+                    v,
+                    g.row(r).as_slice().unwrap(),
+                    want.row_mut(c as usize).into_slice().unwrap(),
+                );
+            }
+        }
         let got = x.t_matmul(&g);
-        assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-4), "xᵀ g");
+        assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "xᵀ g");
     }
 }

@@ -3,15 +3,22 @@
 use ndarray::Array2;
 use rand::Rng;
 
-use super::{Bound, Csr, ParamId, ParamStore};
+use super::{Bound, Csr, ParamId, ParamStore, RowSums};
 use crate::autodiff::{ops, Activation, Tape, Var};
 use crate::Scalar;
 
 /// The input of an inference pass: dense rows or sparse rows.
-#[derive(Clone, Copy)]
 pub enum Input<'a, T> {
     Dense(ndarray::ArrayView2<'a, T>),
     Sparse(&'a Csr),
+    /// Sparse rows, row `r` the next state of sequence `seq[r]` of `sums`
+    /// (see [`RowSums`]): the same values as [`Input::Sparse`], computed
+    /// from each sequence's last product where a row extends its last row.
+    Resumed {
+        x: &'a Csr,
+        sums: &'a mut RowSums<T>,
+        seq: &'a [usize],
+    },
 }
 
 /// Weight initialisation.
@@ -109,7 +116,8 @@ impl Linear {
         let (w, b) = (store.value(self.w), store.value(self.b));
         match x {
             Input::Dense(x) => ops::Affine(act).infer(x, w, b),
-            Input::Sparse(x) => ops::SparseAffine::infer(x, w, b, act),
+            Input::Sparse(x) => ops::SparseAffine::infer(x.matmul(w), b, act),
+            Input::Resumed { x, sums, seq } => ops::SparseAffine::infer(x.matmul_resumed(w, sums, seq), b, act),
         }
     }
 

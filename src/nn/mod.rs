@@ -7,7 +7,7 @@ mod optim;
 mod params;
 mod schedule;
 
-pub use csr::Csr;
+pub use csr::{Csr, RowSums};
 pub use linear::{Init, Input, Linear};
 pub use mlp::{Activation, Mlp};
 #[cfg(any(feature = "cuda", feature = "cuda-emu"))]
