@@ -6,6 +6,7 @@ use ndarray::Array2;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::autodiff::ops::SparseMatMul;
 use crate::autodiff::{Tape, Var};
 use crate::env::Environment;
 use crate::error::{Error, Result};
@@ -123,11 +124,53 @@ pub struct Activations {
     pub pf: Array2<f32>,
     pub pb: Option<Array2<f32>>,
     pub log_f: Option<Array2<f32>>,
+    /// Where each transition's values are, when not in the transitions'
+    /// order: transition `t` (of [`Trajectories`]) is row `order[t]`. The
+    /// sampler keeps its passes' rows as it made them, step after step
+    /// ([`Activations::in_order`] copies them into the transitions' order).
+    pub order: Option<Vec<usize>>,
 }
 
 impl Activations {
+    /// These values with row `t` holding transition `t` (a copy when they are in another order).
+    pub fn in_order(self) -> Activations {
+        match &self.order {
+            None => self,
+            Some(order) => {
+                let rows: Vec<(usize, usize)> = order.iter().map(|&r| (0, r)).collect();
+                let ordered = Activations::gather(std::slice::from_ref(&self), &rows).expect("one block");
+                self.give_back();
+                ordered
+            }
+        }
+    }
+
+    /// Every array, by value through `f`.
+    fn map_arrays(&mut self, mut f: impl FnMut(Array2<f32>) -> Array2<f32>) {
+        let arrays = (self.trunk.iter_mut())
+            .chain(self.aux.iter_mut().flatten())
+            .chain([&mut self.pf])
+            .chain(self.pb.iter_mut())
+            .chain(self.log_f.iter_mut());
+        arrays.for_each(|a| *a = f(std::mem::take(a)));
+    }
+
+    /// Room for at least `rows` rows, the first `kept` rows of each array kept.
+    pub(crate) fn reserve(&mut self, rows: usize, kept: usize) {
+        if self.pf.nrows() < rows {
+            let rows = rows.max(2 * self.pf.nrows());
+            self.map_arrays(|a| crate::autodiff::pool::more_rows(crate::autodiff::pool::first_rows(a, kept), rows));
+        }
+    }
+
+    /// The first `rows` rows of each array (no copy).
+    pub(crate) fn truncate(&mut self, rows: usize) {
+        self.map_arrays(|a| crate::autodiff::pool::first_rows(a, rows));
+    }
+
     /// Rows picked from `blocks`: row `r` of the result is row `rows[r].1` of
-    /// `blocks[rows[r].0]` (all blocks from one policy); `None` without blocks.
+    /// `blocks[rows[r].0]` (all blocks from one policy; their `order` is not
+    /// read, and the result's is `None`); `None` without blocks.
     pub fn gather(blocks: &[Activations], rows: &[(usize, usize)]) -> Option<Activations> {
         let first = blocks.first()?;
         let take = |f: &dyn Fn(&Activations) -> &Array2<f32>| {
@@ -155,12 +198,22 @@ impl Activations {
                 .log_f
                 .as_ref()
                 .map(|_| take(&|a| a.log_f.as_ref().expect("one policy"))),
+            order: None,
         })
     }
 
     /// Appends `other`'s rows (from the same policy) after these, growing
     /// these arrays in place (as [`crate::sampler::Trajectories::append`] grows its own).
-    pub fn append(&mut self, other: Activations) {
+    pub fn append(&mut self, mut other: Activations) {
+        let (n, m) = (self.pf.nrows(), other.pf.nrows());
+        self.order = match (self.order.take(), other.order.take()) {
+            (None, None) => None,
+            (a, b) => {
+                let mut order = a.unwrap_or_else(|| (0..n).collect());
+                order.extend(b.unwrap_or_else(|| (0..m).collect()).into_iter().map(|r| n + r));
+                Some(order)
+            }
+        };
         let grow = |a: &mut Array2<f32>, b: &Array2<f32>| {
             a.append(ndarray::Axis(0), b.view()).expect("activations of one policy")
         };
@@ -292,9 +345,14 @@ impl Policy {
     }
 
     /// The heads on the tape with every layer's value computed beforehand by
-    /// [`Policy::activations`] on these rows `x` and the weights bound in `p`.
+    /// [`Policy::activations`] on these rows `x` and the weights bound in `p`
+    /// (row `acts.order[r]` being row `r` of `x`'s, when they have an order).
     pub fn forward_recorded(&self, tape: &mut Tape<f32>, p: &Bound, x: Arc<Csr>, acts: Activations) -> Heads {
-        let shaped = acts.pf.nrows() == x.nrows()
+        let x = SparseMatMul {
+            x,
+            at: acts.order.as_deref().map(Arc::from),
+        };
+        let shaped = acts.pf.nrows() == x.x.nrows()
             && acts.aux.is_some() == self.aux_trunk.is_some()
             && acts.pb.is_some() == self.pb.is_some()
             && acts.log_f.is_some() == self.log_f.is_some();
@@ -323,12 +381,12 @@ impl Policy {
     /// Every layer's output without a tape, for the rows of `x` (each row
     /// computed alike whatever the others).
     pub fn activations(&self, store: &ParamStore<f32>, x: &Csr) -> Activations {
-        self.pass(store, x, true, None)
+        self.pass(store, x, true)
     }
 
     /// Forward logits (and backward logits if learned) without a tape, for sampling.
     pub fn infer(&self, store: &ParamStore<f32>, x: &Csr) -> (Array2<f32>, Option<Array2<f32>>) {
-        let acts = self.pass(store, x, false, None);
+        let acts = self.pass(store, x, false);
         (acts.pf, acts.pb)
     }
 
@@ -345,47 +403,80 @@ impl Policy {
     /// A pass without a tape: with `all`, every layer's output; else only the
     /// logits sampling needs (the trunks' last outputs go back to the pool,
     /// and the flow head and a separate trunk serving it alone are skipped).
-    /// With `running`, row `r` of `x` is the next state of trajectory
-    /// `seq[r]`, and the first layers resume from its previous state's products.
-    pub(crate) fn pass(
+    pub(crate) fn pass(&self, store: &ParamStore<f32>, x: &Csr, all: bool) -> Activations {
+        let mut acts = self.arrays(x.nrows(), all);
+        self.pass_into(store, x, None, &mut acts, 0);
+        if !all {
+            acts.give_back_trunks();
+        }
+        acts
+    }
+
+    /// Pooled arrays of `rows` rows for what a pass writes: with `all`,
+    /// every layer's output; else the trunks', the logits (and not the flow
+    /// head, nor a separate trunk serving it alone).
+    pub(crate) fn arrays(&self, rows: usize, all: bool) -> Activations {
+        let array = |cols: usize| crate::autodiff::pool::scratch((rows, cols));
+        let layers = |m: &Mlp| m.layers.iter().map(|l| array(l.fan_out)).collect::<Vec<_>>();
+        Activations {
+            trunk: layers(&self.trunk),
+            aux: (self.aux_trunk.as_ref())
+                .filter(|_| all || self.pb.is_some())
+                .map(layers),
+            pf: array(self.pf.fan_out),
+            pb: self.pb.as_ref().map(|l| array(l.fan_out)),
+            log_f: self.log_f.as_ref().filter(|_| all).map(|l| array(l.fan_out)),
+            order: None,
+        }
+    }
+
+    /// A pass without a tape over the rows of `x` into rows `at..` of `acts`
+    /// (from [`Policy::arrays`]; what it holds is what is computed). With
+    /// `running`, row `r` of `x` is the next state of trajectory `seq[r]`,
+    /// and the first layers resume from its previous state's products.
+    pub(crate) fn pass_into(
         &self,
         store: &ParamStore<f32>,
         x: &Csr,
-        all: bool,
         running: Option<(&mut Running, &[usize])>,
-    ) -> Activations {
+        acts: &mut Activations,
+        at: usize,
+    ) {
         fn input<'a>(x: &'a Csr, sums: Option<&'a mut RowSums<f32>>, seq: &'a [usize]) -> Input<'a, f32> {
             match sums {
                 Some(sums) => Input::Resumed { x, sums, seq },
                 None => Input::Sparse(x),
             }
         }
+        fn views(layers: &mut [Array2<f32>], at: usize, n: usize) -> Vec<ndarray::ArrayViewMut2<'_, f32>> {
+            layers
+                .iter_mut()
+                .map(|a| a.slice_mut(ndarray::s![at..at + n, ..]))
+                .collect()
+        }
+        let rows = || ndarray::s![at..at + x.nrows(), ..];
         let (trunk_sums, aux_sums, seq) = match running {
             Some((r, seq)) => (Some(&mut r.trunk), r.aux.as_mut(), seq),
             None => (None, None, &[][..]),
         };
-        let layers = |m: &Mlp, input: Input<'_, f32>| match all {
-            true => m.infer_layers(store, input),
-            false => vec![m.infer(store, input)],
-        };
-        let trunk = layers(&self.trunk, input(x, trunk_sums, seq));
-        let aux = (self.aux_trunk.as_ref())
-            .filter(|_| all || self.pb.is_some())
-            .map(|m| layers(m, input(x, aux_sums, seq)));
-        let h = trunk.last().expect("a layer");
-        let h_aux = aux.as_ref().map_or(h, |a| a.last().expect("a layer"));
-        let head = |l: &Linear, h: &Array2<f32>| l.infer(store, Input::Dense(h.view()), None);
-        let mut acts = Activations {
-            pf: head(&self.pf, h),
-            pb: self.pb.as_ref().map(|l| head(l, h_aux)),
-            log_f: self.log_f.as_ref().filter(|_| all).map(|l| head(l, h_aux)),
-            trunk,
-            aux,
-        };
-        if !all {
-            acts.give_back_trunks();
+        self.trunk
+            .infer_into(store, input(x, trunk_sums, seq), views(&mut acts.trunk, at, x.nrows()));
+        if let (Some(m), Some(aux)) = (&self.aux_trunk, acts.aux.as_mut()) {
+            m.infer_into(store, input(x, aux_sums, seq), views(aux, at, x.nrows()));
         }
-        acts
+        let h = acts.trunk.last().expect("a layer").slice(rows());
+        let h_aux = acts
+            .aux
+            .as_ref()
+            .map_or(h, |a| a.last().expect("a layer").slice(rows()));
+        self.pf
+            .infer_into(store, Input::Dense(h), None, acts.pf.slice_mut(rows()));
+        if let (Some(l), Some(pb)) = (&self.pb, acts.pb.as_mut()) {
+            l.infer_into(store, Input::Dense(h_aux), None, pb.slice_mut(rows()));
+        }
+        if let (Some(l), Some(log_f)) = (&self.log_f, acts.log_f.as_mut()) {
+            l.infer_into(store, Input::Dense(h_aux), None, log_f.slice_mut(rows()));
+        }
     }
 
     /// Floating-point operations (multiply and add counted apart) of one
@@ -417,13 +508,16 @@ impl Policy {
     /// pass over all their states (`log_r` is `log R(x)` per trajectory).
     pub fn terms<T: Scalar, S>(&self, tape: &mut Tape<T>, p: &Bound, traj: &Trajectories<S>, log_r: &[f64]) -> Terms {
         let heads = self.forward(tape, p, Arc::new(traj.features.clone()));
-        self.terms_of(tape, p, traj, log_r, heads)
+        self.terms_of(tape, p, traj, log_r, heads, None)
     }
 
     /// [`Policy::terms`] with the forward pass's values taken from `acts`, the
     /// [`Trajectories::activations`] the sampler kept: the caller vouches that
     /// the weights bound in `p` are those the trajectories were sampled with
-    /// (as in one training step: sample, then train, then update).
+    /// (as in one training step: sample, then train, then update). The tape
+    /// takes the rows in the order they were kept (see [`Activations::order`]),
+    /// so the same values as [`Policy::terms`], but gradients summed over
+    /// the states in another order, which may round differently.
     pub fn terms_sampled<S>(
         &self,
         tape: &mut Tape<f32>,
@@ -432,10 +526,13 @@ impl Policy {
         log_r: &[f64],
         acts: Activations,
     ) -> Terms {
+        let order = acts.order.clone();
         let heads = self.forward_recorded(tape, p, Arc::new(traj.features.clone()), acts);
-        self.terms_of(tape, p, traj, log_r, heads)
+        self.terms_of(tape, p, traj, log_r, heads, order.as_deref())
     }
 
+    /// The terms from the heads' values, row `order[t]` of the heads being
+    /// transition `t`'s (row `t` without an `order`).
     fn terms_of<T: Scalar, S>(
         &self,
         tape: &mut Tape<T>,
@@ -443,24 +540,50 @@ impl Policy {
         traj: &Trajectories<S>,
         log_r: &[f64],
         heads: Heads,
+        order: Option<&[usize]>,
     ) -> Terms {
         assert_eq!(log_r.len(), traj.len(), "terms: one log-reward per trajectory");
         let rows = traj.n_transitions();
-        let lp = tape.masked_log_softmax(heads.pf_logits, traj.forward_masks.clone());
-        let log_pf = tape.gather(lp, traj.actions.clone());
+        let at = |t: usize| order.map_or(t, |o| o[t]);
+        // per-transition inputs moved to the heads' rows, and [rows, 1] results back
+        let masks = |m: &Array2<bool>| match order {
+            None => m.clone(),
+            Some(o) => {
+                let mut moved = Array2::from_elem(m.dim(), false);
+                o.iter()
+                    .enumerate()
+                    .for_each(|(t, &r)| moved.row_mut(r).assign(&m.row(t)));
+                moved
+            }
+        };
+        let indices = |v: &[usize]| match order {
+            None => v.to_vec(),
+            Some(o) => {
+                let mut moved = vec![0; v.len()];
+                o.iter().enumerate().for_each(|(t, &r)| moved[r] = v[t]);
+                moved
+            }
+        };
+        let back = |tape: &mut Tape<T>, v: Var| match order {
+            None => v,
+            Some(o) => tape.index_select(v, o.to_vec()),
+        };
+        let lp = tape.masked_log_softmax(heads.pf_logits, masks(&traj.forward_masks));
+        let log_pf = tape.gather(lp, indices(&traj.actions));
+        let log_pf = back(tape, log_pf);
 
-        // Transition k's P_B(s_k | s_{k+1}) is read at row k + 1 (the state s_{k+1});
+        // Transition k's P_B(s_k | s_{k+1}) is read at the row of k + 1 (the state s_{k+1});
         // the terminating transition has P_B = 1, read from an appended zero row.
         let shift: Vec<usize> = (0..traj.len())
             .flat_map(|b| {
                 let (lo, hi) = (traj.offsets[b], traj.offsets[b + 1]);
-                (lo..hi).map(move |k| if k + 1 < hi { k + 1 } else { rows })
+                (lo..hi).map(move |k| if k + 1 < hi { at(k + 1) } else { rows })
             })
             .collect();
         let log_pb = match heads.pb_logits {
             Some(logits) => {
-                let lpb = tape.masked_log_softmax(logits, traj.backward_masks.clone());
-                let at_rows = tape.gather(lpb, traj.backward_actions.clone());
+                let lpb = tape.masked_log_softmax(logits, masks(&traj.backward_masks));
+                let at_rows = tape.gather(lpb, indices(&traj.backward_actions));
                 let zero = tape.constant(Array2::zeros((1, 1)));
                 let padded = tape.concat(&[at_rows, zero], 0);
                 tape.index_select(padded, shift)
@@ -472,13 +595,14 @@ impl Policy {
                 }))
             }
         };
-        let entropy = Some(tape.entropy(lp));
+        let entropy = tape.entropy(lp);
+        let entropy = Some(back(tape, entropy));
         let log_r = tape.constant(Array2::from_shape_fn((log_r.len(), 1), |(b, _)| T::from_f64(log_r[b])));
         Terms {
             offsets: traj.offsets.clone(),
             log_pf,
             log_pb,
-            log_f: heads.log_f,
+            log_f: heads.log_f.map(|v| back(tape, v)),
             log_r,
             log_z: p[self.log_z],
             entropy,

@@ -147,8 +147,8 @@ pub(crate) struct Path<S> {
     pub log_pf: Vec<f32>,
     /// Under a learned `P_B` only: `log P_B(s_k | s_{k+1})` per transition (0 for the terminating one).
     pub log_pb: Vec<f32>,
-    /// Where each transition's layer outputs were kept: (step, row of that step's pass).
-    pub rows: Vec<(usize, usize)>,
+    /// Where each transition's layer outputs were kept: a row of its worker's arrays.
+    pub rows: Vec<usize>,
 }
 
 impl<S> Path<S> {
@@ -238,32 +238,30 @@ impl Sampler {
         let workers = self.threads.clamp(1, batch.max(1));
         let keys: Vec<u64> = (first..first + batch as u64).collect();
         let seed = self.seed;
+        let hint = ROWS_PER_TRAJECTORY.with(std::cell::Cell::get);
+        let work = |ks: &[u64]| forward_paths(env, policy, store, seed, ks, explore, keep, hint);
         let parts: Vec<Worked<E::State>> = if workers == 1 {
-            vec![forward_paths(env, policy, store, seed, &keys, explore, keep)]
+            vec![work(&keys)]
         } else {
             let chunk = batch.div_ceil(workers);
             std::thread::scope(|scope| {
-                let handles: Vec<_> = keys
-                    .chunks(chunk)
-                    .map(|ks| scope.spawn(move || forward_paths(env, policy, store, seed, ks, explore, keep)))
-                    .collect();
+                let handles: Vec<_> = keys.chunks(chunk).map(|ks| scope.spawn(move || work(ks))).collect();
                 handles
                     .into_iter()
                     .map(|h| h.join().expect("a sampling worker panicked"))
                     .collect()
             })
         };
-        // every kept row, in the trajectories' order, gathered in one copy
-        let (mut paths, mut steps, mut rows) = (Vec::with_capacity(batch), Vec::new(), Vec::new());
-        for (p, s) in parts {
-            let first = steps.len();
-            rows.extend(p.iter().flat_map(|p| p.rows.iter().map(|&(k, r)| (first + k, r))));
-            paths.extend(p);
-            steps.extend(s);
-        }
+        let (worker_paths, kept): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+        let kept: Vec<(Activations, Vec<usize>)> = kept.into_iter().flatten().collect();
+        let activations = (!kept.is_empty()).then(|| in_step_order(kept, &worker_paths));
+        let paths: Vec<Path<E::State>> = worker_paths.into_iter().flatten().collect();
         let mut t = assemble(env, paths, policy.learned_pb());
-        t.activations = Activations::gather(&steps, &rows);
-        steps.into_iter().for_each(Activations::give_back);
+        if let Some(a) = &activations {
+            let per = a.pf.nrows().div_ceil(batch.max(1));
+            ROWS_PER_TRAJECTORY.with(|h| h.set(per + per / 4 + 1));
+        }
+        t.activations = activations;
         t
     }
 
@@ -364,13 +362,23 @@ impl Sampler {
     }
 }
 
-/// A sampling worker's trajectories and, if kept, its passes' layer outputs.
-/// (Each path's `rows` index that worker's passes.)
-type Worked<S> = (Vec<Path<S>>, Vec<Activations>);
+/// A sampling worker's trajectories and, if kept, its passes' layer outputs,
+/// one step's rows after the other's, with the number of rows of each step.
+/// (Each path's `rows` index these arrays.)
+type Worked<S> = (Vec<Path<S>>, Option<(Activations, Vec<usize>)>);
+
+thread_local! {
+    /// Rows per trajectory to make room for in the kept arrays: a quarter
+    /// more than the last batch sampled from this thread had (a capacity
+    /// only; the results never depend on it).
+    static ROWS_PER_TRAJECTORY: std::cell::Cell<usize> = const { std::cell::Cell::new(16) };
+}
 
 /// Forward trajectories for the given stream keys, all advanced together
 /// (one batched MLP pass per step over the unfinished ones), and with `keep`
-/// those passes' layer outputs.
+/// those passes' layer outputs, written where they are kept (room for
+/// `rows_hint` rows per trajectory first).
+#[allow(clippy::too_many_arguments)]
 fn forward_paths<E: Environment>(
     env: &E,
     policy: &Policy,
@@ -379,8 +387,8 @@ fn forward_paths<E: Environment>(
     keys: &[u64],
     explore: Exploration,
     keep: bool,
+    rows_hint: usize,
 ) -> Worked<E::State> {
-    let mut steps = Vec::new();
     let a_n = env.n_actions();
     let mut rngs: Vec<_> = keys.iter().map(|&k| rng::keyed(seed, streams::SAMPLE, k)).collect();
     let mut paths: Vec<Path<E::State>> = keys.iter().map(|_| Path::new(env.initial_state())).collect();
@@ -390,21 +398,27 @@ fn forward_paths<E: Environment>(
     let mut probs = vec![0f64; a_n];
     let mut x = Csr::new(env.feature_dim());
     let mut running = policy.running(keys.len());
+    // kept: every step's rows after the last step's; else one step's rows at a time
+    let mut acts = policy.arrays(keys.len() * if keep { rows_hint.max(1) } else { 1 }, keep);
+    let (mut filled, mut steps) = (0, Vec::new());
     let mut still = Vec::with_capacity(active.len());
     while !active.is_empty() {
         x.clear();
         for &i in &active {
             env.encode_sparse(paths[i].states.last().unwrap(), &mut x);
         }
-        let acts = policy.pass(store, &x, keep, Some((&mut running, &active)));
-        let (logits, pb_logits) = (&acts.pf, &acts.pb);
+        let at = if keep { filled } else { 0 };
+        acts.reserve(at + active.len(), at);
+        policy.pass_into(store, &x, Some((&mut running, &active)), &mut acts, at);
+        let this = ndarray::s![at..at + active.len(), ..];
+        let (logits, pb_logits) = (acts.pf.slice(this), acts.pb.as_ref().map(|pb| pb.slice(this)));
         for (row, &i) in active.iter().enumerate() {
             let path = &mut paths[i];
             if keep {
-                path.rows.push((steps.len(), row));
+                path.rows.push(at + row);
             }
             let k = path.actions.len();
-            if let (Some(pb), true) = (pb_logits, k > 0) {
+            if let (Some(pb), true) = (&pb_logits, k > 0) {
                 // this step's P_B head at s_k gives the previous transition's P_B(s_{k-1} | s_k)
                 let lp = learned_log_pb(env, pb.row(row).as_slice().unwrap(), path, k, &mut bmask);
                 path.log_pb.push(lp);
@@ -426,14 +440,61 @@ fn forward_paths<E: Environment>(
                 path.log_pb.push(0.0); // the terminating transition: P_B = 1
             }
         }
-        match keep {
-            true => steps.push(acts),
-            false => acts.give_back(),
+        if keep {
+            filled += active.len();
+            steps.push(active.len());
         }
         std::mem::swap(&mut active, &mut still);
         still.clear();
     }
-    (paths, steps)
+    match keep {
+        true => {
+            acts.truncate(filled);
+            (paths, Some((acts, steps)))
+        }
+        false => {
+            acts.give_back();
+            (paths, None)
+        }
+    }
+}
+
+/// The workers' kept rows as one set of arrays in the order one worker would
+/// have kept them, whatever their number (so that the training pass sums its
+/// gradients in the same order): step after step, and within a step the
+/// workers' rows in turn (each worker's in the order of its trajectories).
+/// A single worker's arrays are that already; several workers' are copied.
+/// `order` maps the trajectories' transitions to these rows.
+fn in_step_order<S>(kept: Vec<(Activations, Vec<usize>)>, paths: &[Vec<Path<S>>]) -> Activations {
+    let mut canonical: Vec<Vec<usize>> = kept.iter().map(|(a, _)| (0..a.pf.nrows()).collect()).collect();
+    let mut acts = match kept.len() {
+        1 => kept.into_iter().next().expect("one worker").0,
+        _ => {
+            let mut picks = Vec::new();
+            let mut next = vec![0; kept.len()];
+            for step in 0..kept.iter().map(|(_, s)| s.len()).max().unwrap_or(0) {
+                for (w, (_, steps)) in kept.iter().enumerate() {
+                    let n = steps.get(step).copied().unwrap_or(0);
+                    for (r, c) in canonical[w].iter_mut().enumerate().skip(next[w]).take(n) {
+                        *c = picks.len();
+                        picks.push((w, r));
+                    }
+                    next[w] += n;
+                }
+            }
+            let blocks: Vec<Activations> = kept.into_iter().map(|(a, _)| a).collect();
+            let acts = Activations::gather(&blocks, &picks).expect("kept blocks");
+            blocks.into_iter().for_each(Activations::give_back);
+            acts
+        }
+    };
+    let order = paths
+        .iter()
+        .zip(&canonical)
+        .flat_map(|(ps, c)| ps.iter().flat_map(move |p| p.rows.iter().map(move |&r| c[r])))
+        .collect();
+    acts.order = Some(order);
+    acts
 }
 
 /// Draws an action from `(1-eps) softmax(logits/temp) + eps uniform` over the valid ones.

@@ -167,7 +167,20 @@ proptest! {
         let wv = t.constant(w.clone());
         let y = t.sparse_matmul(x.clone(), wv);
         prop_assert!((t.value(y) - &direct).iter().all(|d| d.abs() < 1e-6), "forward equals the dense product");
-        assert_grad(&[w], |t, v| { let y = t.sparse_matmul(x.clone(), v[0]); wsum(t, y) })?;
+        assert_grad(&[w.clone()], |t, v| { let y = t.sparse_matmul(x.clone(), v[0]); wsum(t, y) })?;
+        // with its rows placed elsewhere (the sampler's order): row r of x is row at[r]
+        let n = x.nrows();
+        let at: std::sync::Arc<[usize]> = (0..n).map(|r| (r * 3 + 1) % n).collect::<Vec<_>>().into();
+        if (0..n).all(|r| at.contains(&r)) {
+            let op = || gflownet::autodiff::ops::SparseMatMul { x: x.clone(), at: Some(at.clone()) };
+            let mut t = Tape::new();
+            let wv = t.constant(w.clone());
+            let y = t.apply(op(), &[wv]);
+            for r in 0..n {
+                prop_assert!((0..w.ncols()).all(|j| (t.value(y)[[at[r], j]] - direct[[r, j]]).abs() < 1e-6), "row {r} placed");
+            }
+            assert_grad(&[w], |t, v| { let y = t.apply(op(), &[v[0]]); wsum(t, y) })?;
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! pre-activation: the tape's [`super::ops::Affine`] and inference share this
 //! one pass.
 
-use ndarray::{Array2, Zip};
+use ndarray::{Array2, ArrayViewMut2, Zip};
 use serde::{Deserialize, Serialize};
 
 use super::pool;
@@ -38,8 +38,8 @@ impl Activation {
     /// `a = f(a + bias)` in place, row by row (`bias` a row as wide as `a`;
     /// `f` the identity for `None`): a layer's bias and activation in one pass
     /// over its product.
-    pub fn bias_then<T: Scalar>(act: Option<Self>, a: &mut Array2<T>, bias: Option<&[T]>) {
-        fn rows<T: Scalar>(a: &mut Array2<T>, bias: Option<&[T]>, f: impl Fn(T) -> T) {
+    pub fn bias_then<T: Scalar>(act: Option<Self>, mut a: ArrayViewMut2<'_, T>, bias: Option<&[T]>) {
+        fn rows<T: Scalar>(a: &mut ArrayViewMut2<'_, T>, bias: Option<&[T]>, f: impl Fn(T) -> T) {
             let n = a.ncols().max(1);
             let a = a.as_slice_mut().expect("a product's row-major output");
             match bias {
@@ -50,6 +50,7 @@ impl Activation {
                 None => a.iter_mut().for_each(|v| *v = f(*v)),
             }
         }
+        let a = &mut a;
         match act {
             None => rows(a, bias, |v| v),
             Some(Activation::Relu) => rows(a, bias, |v| v.max(T::zero())),
@@ -117,7 +118,7 @@ mod tests {
         let b: Vec<f32> = (0..70).map(|j| (j % 9) as f32 * 0.53 - 2.0).collect();
         for act in [None, Some(ALL[0]), Some(ALL[1]), Some(ALL[2])] {
             let mut fused = x.clone();
-            Activation::bias_then(act, &mut fused, Some(&b));
+            Activation::bias_then(act, fused.view_mut(), Some(&b));
             let f = |v: f32| match act {
                 None => v,
                 Some(Activation::Relu) => v.max(0.0),

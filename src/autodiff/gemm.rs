@@ -56,8 +56,21 @@ pub type Kernel<T> = fn(ArrayView2<'_, T>, ArrayView2<'_, T>, ArrayViewMut2<'_, 
 /// bits however many others share its steps (batch size, thread count), and
 /// the same as when the tape computes it among all the states of a batch.
 pub fn dot<T: Scalar>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) -> Array2<T> {
+    let mut out = pool::scratch((a.nrows(), b.ncols()));
+    dot_into(a, b, out.view_mut());
+    out
+}
+
+/// [`dot`] into `out` (`[a rows, b columns]`, row-major), whose values are overwritten.
+pub fn dot_into<T: Scalar>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, mut out: ArrayViewMut2<'_, T>) {
     let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
-    let mut out = pool::scratch((m, n));
+    assert!(
+        a.ncols() == b.nrows() && out.dim() == (m, n) && out.is_standard_layout(),
+        "dot: {:?} · {:?} into {:?}",
+        a.dim(),
+        b.dim(),
+        out.dim()
+    );
     // the choice is made once per product, never per band of threads
     let kernel = T::kernel().filter(|_| k > 0);
     let column_major = !a.is_standard_layout() && a.t().is_standard_layout();
@@ -72,10 +85,9 @@ pub fn dot<T: Scalar>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) -> Array2<T> {
         }
         // a wide one (a hidden layer's weight gradient): `matrixmultiply`,
         // which packs `a` and measured faster than tiles reading it in place
-        _ if column_major => split(a, b, out.view_mut(), None),
-        kernel => split(a, b, out.view_mut(), kernel),
+        _ if column_major => split(a, b, out, None),
+        kernel => split(a, b, out, kernel),
     }
-    out
 }
 
 /// `out = a · b` by `kernel` (else `matrixmultiply`), in bands of rows over

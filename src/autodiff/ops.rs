@@ -5,7 +5,7 @@
 //! (`None` where an input gets none). Each backward is written with the same
 //! array primitives as its forward.
 
-use ndarray::{concatenate, s, Array2, ArrayView2, Axis, Zip};
+use ndarray::{concatenate, s, Array2, ArrayView2, ArrayViewMut2, Axis, Zip};
 
 use super::{gemm, pool, Activation};
 use crate::Scalar;
@@ -88,19 +88,35 @@ impl<T: Scalar> Op<T> for MatMul {
 }
 
 /// `x · w` for a constant sparse `x` (state features) and a dense `w`;
-/// backward `dw = xᵀ · g` (no gradient flows to `x`).
+/// backward `dw = xᵀ · g` (no gradient flows to `x`). With `at`, row `r` of
+/// `x` gives row `at[r]` of the product (the sampler keeps its rows in
+/// another order than the transitions'), and `dw` is summed over the rows
+/// of `x` in their order.
+#[derive(Clone)]
 pub struct SparseMatMul {
     pub x: std::sync::Arc<crate::nn::Csr>,
+    pub at: Option<std::sync::Arc<[usize]>>,
 }
 impl<T: Scalar> Op<T> for SparseMatMul {
     fn name(&self) -> &'static str {
         "sparse_matmul"
     }
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
-        self.x.matmul(xs[0])
+        let y = self.x.matmul(xs[0]);
+        match &self.at {
+            None => y,
+            Some(at) => {
+                let mut moved = pool::scratch(y.dim());
+                at.iter()
+                    .zip(y.rows())
+                    .for_each(|(&r, row)| moved.row_mut(r).assign(&row));
+                pool::give(y);
+                moved
+            }
+        }
     }
     fn backward(&self, _: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
-        vec![Some(self.x.t_matmul(g))]
+        vec![Some(self.x.t_matmul(g, self.at.as_deref()))]
     }
 }
 
@@ -115,7 +131,9 @@ impl<T: Scalar> Op<T> for Affine {
         "affine"
     }
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
-        bias_then("affine", self.0, MatMul.forward(&xs[..2]), xs[2])
+        let mut y = MatMul.forward(&xs[..2]);
+        bias_then("affine", self.0, y.view_mut(), xs[2]);
+        y
     }
     fn backward(&self, xs: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
         through(self.0, out, g, |g| MatMul.backward(&xs[..2], out, g))
@@ -123,10 +141,17 @@ impl<T: Scalar> Op<T> for Affine {
 }
 
 impl Affine {
-    /// The forward pass without a tape (inference), each row of the product
-    /// computed by the same operations whatever the others ([`gemm::dot`]).
-    pub fn infer<T: Scalar>(&self, x: ArrayView2<'_, T>, w: &Array2<T>, b: &Array2<T>) -> Array2<T> {
-        bias_then("affine", self.0, gemm::dot(x, w.view()), b)
+    /// The forward pass without a tape (inference) into `out`, each row of
+    /// the product computed by the same operations whatever the others ([`gemm::dot`]).
+    pub fn infer_into<T: Scalar>(
+        &self,
+        x: ArrayView2<'_, T>,
+        w: &Array2<T>,
+        b: &Array2<T>,
+        mut out: ArrayViewMut2<'_, T>,
+    ) {
+        gemm::dot_into(x, w.view(), out.view_mut());
+        bias_then("affine", self.0, out, b);
     }
 }
 
@@ -138,7 +163,9 @@ impl<T: Scalar> Op<T> for SparseAffine {
         "sparse_affine"
     }
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
-        bias_then("sparse_affine", self.1, self.0.forward(&xs[..1]), xs[1])
+        let mut y = self.0.forward(&xs[..1]);
+        bias_then("sparse_affine", self.1, y.view_mut(), xs[1]);
+        y
     }
     fn backward(&self, xs: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
         through(self.1, out, g, |g| self.0.backward(&xs[..1], out, g))
@@ -146,10 +173,18 @@ impl<T: Scalar> Op<T> for SparseAffine {
 }
 
 impl SparseAffine {
-    /// The forward pass without a tape (inference), from the product
-    /// `x · w` of borrowed rows ([`crate::nn::Csr::matmul`] or its resumed form).
-    pub fn infer<T: Scalar>(product: Array2<T>, b: &Array2<T>, act: Option<Activation>) -> Array2<T> {
-        bias_then("sparse_affine", act, product, b)
+    /// The forward pass without a tape (inference) into `out`, for borrowed
+    /// rows `x`, resumed from earlier rows' products as [`crate::nn::Csr::matmul_into`] does.
+    pub fn infer_into<T: Scalar>(
+        x: &crate::nn::Csr,
+        resume: Option<(&mut crate::nn::RowSums<T>, &[usize])>,
+        w: &Array2<T>,
+        b: &Array2<T>,
+        act: Option<Activation>,
+        mut out: ArrayViewMut2<'_, T>,
+    ) {
+        x.matmul_into(w, resume, out.view_mut());
+        bias_then("sparse_affine", act, out, b);
     }
 }
 
@@ -181,7 +216,7 @@ fn through<T: Scalar>(
 
 /// `act(a + b)` in place, with the row `b [1, n]` added to each row of the
 /// product `a`; panics naming `op` and both shapes if `b` is not such a row.
-fn bias_then<T: Scalar>(op: &str, act: Option<Activation>, mut a: Array2<T>, b: &Array2<T>) -> Array2<T> {
+fn bias_then<T: Scalar>(op: &str, act: Option<Activation>, a: ArrayViewMut2<'_, T>, b: &Array2<T>) {
     assert!(
         b.dim() == (1, a.ncols()),
         "{op}: bias {:?} for a product {:?}",
@@ -189,8 +224,7 @@ fn bias_then<T: Scalar>(op: &str, act: Option<Activation>, mut a: Array2<T>, b: 
         a.dim()
     );
     let b = b.as_standard_layout();
-    Activation::bias_then(act, &mut a, Some(b.as_slice().expect("row-major")));
-    a
+    Activation::bias_then(act, a, Some(b.as_slice().expect("row-major")));
 }
 
 /// Adds the column sums of `g` into `sums`, each column from the first row
@@ -355,7 +389,7 @@ impl<T: Scalar> Op<T> for Activate {
     }
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
         let mut y = pool::copy(xs[0]);
-        Activation::bias_then(Some(self.0), &mut y, None);
+        Activation::bias_then(Some(self.0), y.view_mut(), None);
         y
     }
     fn backward(&self, _: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {

@@ -99,6 +99,31 @@ pub fn scratch<T: Scalar>(shape: (usize, usize)) -> Array2<T> {
     Array2::from_shape_vec(shape.strides((shape.1, 1)), v).expect("a buffer of at least rows * cols")
 }
 
+/// `a`'s first `rows` rows, in the same buffer (`a` row-major, as pooled arrays are).
+pub fn first_rows<T: Scalar>(a: Array2<T>, rows: usize) -> Array2<T> {
+    assert!(
+        rows <= a.nrows() && a.is_standard_layout(),
+        "first_rows: {rows} of {:?}",
+        a.dim()
+    );
+    let cols = a.ncols();
+    let (v, offset) = a.into_raw_vec_and_offset();
+    assert_eq!(
+        offset.unwrap_or(0),
+        0,
+        "first_rows: an array at the start of its buffer"
+    );
+    Array2::from_shape_vec((rows, cols).strides((cols, 1)), v).expect("fewer rows of the same buffer")
+}
+
+/// A pooled `[rows, a columns]` array (`rows >= a rows`) whose first rows are `a`'s; `a` goes back to the pool.
+pub fn more_rows<T: Scalar>(a: Array2<T>, rows: usize) -> Array2<T> {
+    let mut b = scratch((rows, a.ncols()));
+    b.slice_mut(ndarray::s![..a.nrows(), ..]).assign(&a);
+    give(a);
+    b
+}
+
 /// Gives `a`'s buffer back for reuse.
 pub fn give<T: Scalar>(a: Array2<T>) {
     if a.len() >= MIN_LEN {
@@ -170,6 +195,20 @@ mod tests {
         assert_ne!(small.as_ptr(), ptr, "a quarter of the buffer: a fresh one");
         let half = scratch::<f32>((40, 128));
         assert_eq!(half.as_ptr(), ptr, "within twice its size: the kept one");
+    }
+
+    #[test]
+    fn rows_are_dropped_in_place_and_added_by_a_copy() {
+        let a = Array2::from_shape_fn((70, 64), |(i, j)| (i * 64 + j) as f32);
+        let ptr = a.as_ptr();
+        let first = first_rows(a.clone(), 50);
+        assert_eq!(first, a.slice(ndarray::s![..50, ..]));
+        let kept = first_rows(a.clone(), 50);
+        let more = more_rows(kept, 90);
+        assert_eq!(more.slice(ndarray::s![..50, ..]), a.slice(ndarray::s![..50, ..]));
+        assert_eq!(more.dim(), (90, 64));
+        let same = first_rows(a, 10);
+        assert_eq!(same.as_ptr(), ptr, "no copy");
     }
 
     #[test]

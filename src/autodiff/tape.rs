@@ -161,7 +161,7 @@ impl<T: Scalar> Tape<T> {
     }
     /// `x · w` for sparse constant rows `x` (see [`crate::nn::Csr`]).
     pub fn sparse_matmul(&mut self, x: std::sync::Arc<crate::nn::Csr>, w: Var) -> Var {
-        self.apply(ops::SparseMatMul { x }, &[w])
+        self.apply(ops::SparseMatMul { x, at: None }, &[w])
     }
     /// `act(x · w + b)` for a bias row `b` (a linear layer and its
     /// activation, if any, in one op). Panics on a leaky ReLU slope that is
@@ -171,7 +171,10 @@ impl<T: Scalar> Tape<T> {
     }
     /// `act(x · w + b)` for sparse constant rows `x` and a bias row `b`.
     pub fn sparse_affine(&mut self, x: std::sync::Arc<crate::nn::Csr>, w: Var, b: Var, act: Option<Activation>) -> Var {
-        self.apply(ops::SparseAffine(ops::SparseMatMul { x }, act.map(checked)), &[w, b])
+        self.apply(
+            ops::SparseAffine(ops::SparseMatMul { x, at: None }, act.map(checked)),
+            &[w, b],
+        )
     }
     /// Elementwise `a + b`, broadcasting size-1 dimensions (e.g. a bias row).
     pub fn add(&mut self, a: Var, b: Var) -> Var {

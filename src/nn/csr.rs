@@ -5,7 +5,7 @@
 //! first layer of the policy computes `x W` as a sum of the selected rows of
 //! `W` ([`crate::autodiff::ops::SparseMatMul`]).
 
-use ndarray::Array2;
+use ndarray::{Array2, ArrayViewMut2};
 
 use crate::Scalar;
 
@@ -89,17 +89,18 @@ fn rows_times_resumed<T: Scalar>(x: &Csr, w: &[T], n: usize, out: &mut [T], sums
     }
 }
 
-/// `out = xᵀ · g` (`out` zeroed, `n` columns): row `r` of `g` added to the
-/// rows of `out` that row `r` of `x` selects.
+/// `out = xᵀ · g` (`out` zeroed, `n` columns): row `at[r]` of `g` (row `r`
+/// without `at`) added to the rows of `out` that row `r` of `x` selects.
 #[inline(always)]
-fn rows_scatter<T: Scalar>(x: &Csr, g: &[T], n: usize, out: &mut [T]) {
+fn rows_scatter<T: Scalar>(x: &Csr, g: &[T], n: usize, out: &mut [T], at: Option<&[usize]>) {
     for r in 0..x.nrows() {
         let (c, v) = x.row(r);
+        let gr = at.map_or(r, |at| at[r]);
         for (&c, &v) in c.iter().zip(v) {
             let c = c as usize;
             axpy(
                 T::from_f64(v as f64),
-                &g[r * n..(r + 1) * n],
+                &g[gr * n..(gr + 1) * n],
                 &mut out[c * n..(c + 1) * n],
             );
         }
@@ -138,8 +139,8 @@ mod avx2 {
     /// # Safety
     /// The CPU has AVX2.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn scatter<T: Scalar>(x: &Csr, g: &[T], n: usize, out: &mut [T]) {
-        rows_scatter(x, g, n, out)
+    pub(super) unsafe fn scatter<T: Scalar>(x: &Csr, g: &[T], n: usize, out: &mut [T], at: Option<&[usize]>) {
+        rows_scatter(x, g, n, out, at)
     }
 }
 
@@ -156,7 +157,7 @@ fn has_avx2() -> bool {
 /// layer's weights `W`, so that the product of a row that extends its
 /// sequence's last row (that row's entries, then more: a peptide's encoding
 /// after one more residue) adds only the new entries
-/// ([`Csr::matmul_resumed`]). The product adds a row's terms one after the
+/// ([`Csr::matmul_into`]). The product adds a row's terms one after the
 /// other, so resuming from the last row's sum gives the bits of the whole.
 #[derive(Clone, Debug)]
 pub struct RowSums<T> {
@@ -264,58 +265,74 @@ impl Csr {
 
     /// `self · w`: each output row is the value-weighted sum of the rows of `w` it selects.
     pub fn matmul<T: Scalar>(&self, w: &Array2<T>) -> Array2<T> {
-        assert!(
-            self.ncols == w.nrows(),
-            "sparse matmul: shapes ({}, {}) and {:?} do not chain",
-            self.nrows(),
-            self.ncols,
-            w.dim()
-        );
-        let mut out = crate::autodiff::pool::zeros((self.nrows(), w.ncols()));
-        let w = w.as_standard_layout();
-        let (w, n) = (w.as_slice().expect("row-major"), w.ncols());
-        let o = out.as_slice_mut().expect("a fresh array is row-major");
-        match has_avx2() {
-            // SAFETY: the CPU has AVX2.
-            #[cfg(target_arch = "x86_64")]
-            true => unsafe { avx2::times(self, w, n, o) },
-            _ => rows_times(self, w, n, o),
-        }
-        out
-    }
-
-    /// [`Csr::matmul`] (the same bits), row `r` being the next row of
-    /// sequence `seq[r]` of `sums`, which it updates: a row that extends its
-    /// sequence's last one costs only its new entries.
-    pub fn matmul_resumed<T: Scalar>(&self, w: &Array2<T>, sums: &mut RowSums<T>, seq: &[usize]) -> Array2<T> {
-        assert!(
-            self.ncols == w.nrows()
-                && seq.len() == self.nrows()
-                && seq.iter().all(|&s| s < sums.rows.len())
-                && sums.sums.len() == sums.rows.len() * w.ncols(),
-            "sparse matmul: {} rows of width {} for sequences {:?}, weights {:?}, sums for {} sequences of {} values",
-            self.nrows(),
-            self.ncols,
-            seq,
-            w.dim(),
-            sums.rows.len(),
-            sums.sums.len()
-        );
         let mut out = crate::autodiff::pool::scratch((self.nrows(), w.ncols()));
-        let w = w.as_standard_layout();
-        let (w, n) = (w.as_slice().expect("row-major"), w.ncols());
-        let o = out.as_slice_mut().expect("a fresh array is row-major");
-        match has_avx2() {
-            // SAFETY: the CPU has AVX2.
-            #[cfg(target_arch = "x86_64")]
-            true => unsafe { avx2::times_resumed(self, w, n, o, sums, seq) },
-            _ => rows_times_resumed(self, w, n, o, sums, seq),
-        }
+        self.matmul_into(w, None, out.view_mut());
         out
     }
 
-    /// `selfᵀ · g`: the gradient of `self · w` with respect to `w`.
-    pub fn t_matmul<T: Scalar>(&self, g: &Array2<T>) -> Array2<T> {
+    /// [`Csr::matmul`] into `out` (`[rows, w columns]`, row-major; its values
+    /// are overwritten). With `resume = (sums, seq)`, row `r` is the next row
+    /// of sequence `seq[r]` of `sums`, which it updates: a row that extends
+    /// its sequence's last one costs only its new entries (the same bits).
+    pub fn matmul_into<T: Scalar>(
+        &self,
+        w: &Array2<T>,
+        resume: Option<(&mut RowSums<T>, &[usize])>,
+        mut out: ArrayViewMut2<'_, T>,
+    ) {
+        assert!(
+            self.ncols == w.nrows() && out.dim() == (self.nrows(), w.ncols()),
+            "sparse matmul: shapes ({}, {}) and {:?} into {:?}",
+            self.nrows(),
+            self.ncols,
+            w.dim(),
+            out.dim()
+        );
+        let w = w.as_standard_layout();
+        let (w, n) = (w.as_slice().expect("row-major"), w.ncols());
+        let o = out.as_slice_mut().expect("a row-major output");
+        match resume {
+            Some((sums, seq)) => {
+                assert!(
+                    seq.len() == self.nrows()
+                        && seq.iter().all(|&s| s < sums.rows.len())
+                        && sums.sums.len() == sums.rows.len() * n,
+                    "sparse matmul: rows of sequences {seq:?}, sums for {} sequences of {} values, width {n}",
+                    sums.rows.len(),
+                    sums.sums.len()
+                );
+                match has_avx2() {
+                    // SAFETY: the CPU has AVX2.
+                    #[cfg(target_arch = "x86_64")]
+                    true => unsafe { avx2::times_resumed(self, w, n, o, sums, seq) },
+                    _ => rows_times_resumed(self, w, n, o, sums, seq),
+                }
+            }
+            None => {
+                o.fill(T::zero());
+                match has_avx2() {
+                    // SAFETY: the CPU has AVX2.
+                    #[cfg(target_arch = "x86_64")]
+                    true => unsafe { avx2::times(self, w, n, o) },
+                    _ => rows_times(self, w, n, o),
+                }
+            }
+        }
+    }
+
+    /// `selfᵀ · g`: the gradient of `self · w` with respect to `w`; with
+    /// `at`, row `r` of `self` goes with row `at[r]` of `g`. The rows of
+    /// `self` are taken in their order, so consecutive rows that share
+    /// columns (a trajectory's states) add into rows of the result still in cache.
+    pub fn t_matmul<T: Scalar>(&self, g: &Array2<T>, at: Option<&[usize]>) -> Array2<T> {
+        assert!(
+            at.map_or(g.nrows() == self.nrows(), |at| at.len() == self.nrows()
+                && at.iter().all(|&r| r < g.nrows())),
+            "sparse matmul gradient: {} rows, a gradient of {:?}, {:?} rows placed",
+            self.nrows(),
+            g.dim(),
+            at.map(<[usize]>::len)
+        );
         let mut out = crate::autodiff::pool::zeros((self.ncols, g.ncols()));
         let g = g.as_standard_layout();
         let (g, n) = (g.as_slice().expect("row-major"), g.ncols());
@@ -323,8 +340,8 @@ impl Csr {
         match has_avx2() {
             // SAFETY: the CPU has AVX2.
             #[cfg(target_arch = "x86_64")]
-            true => unsafe { avx2::scatter(self, g, n, o) },
-            _ => rows_scatter(self, g, n, o),
+            true => unsafe { avx2::scatter(self, g, n, o, at) },
+            _ => rows_scatter(self, g, n, o, at),
         }
         out
     }
@@ -365,7 +382,8 @@ mod tests {
             let mut x = Csr::new(30);
             step.iter().for_each(|(_, row)| x.push_row(row.iter().copied()));
             let seq: Vec<usize> = step.iter().map(|&(s, _)| s).collect();
-            let resumed = x.matmul_resumed(&w, &mut sums, &seq);
+            let mut resumed = Array2::zeros((x.nrows(), 19));
+            x.matmul_into(&w, Some((&mut sums, &seq)), resumed.view_mut());
             let whole = x.matmul(&w);
             let same = resumed.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits());
             assert!(same, "step {t}");
@@ -406,7 +424,7 @@ mod tests {
                 );
             }
         }
-        let got = x.t_matmul(&g);
+        let got = x.t_matmul(&g, None);
         assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "xᵀ g");
     }
 }

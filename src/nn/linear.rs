@@ -1,6 +1,6 @@
 //! A fully connected layer `y = x W + b`.
 
-use ndarray::Array2;
+use ndarray::{Array2, ArrayViewMut2};
 use rand::Rng;
 
 use super::{Bound, Csr, ParamId, ParamStore, RowSums};
@@ -97,27 +97,44 @@ impl Linear {
         tape.record(ops::Affine(act), &[x, p[self.w], p[self.b]], value)
     }
 
-    /// [`Linear::forward_sparse`] with its value computed beforehand.
+    /// [`Linear::forward_sparse`] with its value computed beforehand, for the
+    /// rows of `x` (placed as its `at` says).
     pub fn record_sparse<T: Scalar>(
         &self,
         tape: &mut Tape<T>,
         p: &Bound,
-        x: std::sync::Arc<Csr>,
+        x: ops::SparseMatMul,
         act: Option<Activation>,
         value: Array2<T>,
     ) -> Var {
-        let op = ops::SparseAffine(ops::SparseMatMul { x }, act);
-        tape.record(op, &[p[self.w], p[self.b]], value)
+        tape.record(ops::SparseAffine(x, act), &[p[self.w], p[self.b]], value)
     }
 
     /// `act(x W + b)` without a tape (inference), for dense or sparse `x`: the
     /// tape's op, its product computed row by row alike (see [`crate::autodiff::gemm::dot`]).
     pub fn infer<T: Scalar>(&self, store: &ParamStore<T>, x: Input<'_, T>, act: Option<Activation>) -> Array2<T> {
+        let rows = match &x {
+            Input::Dense(x) => x.nrows(),
+            Input::Sparse(x) | Input::Resumed { x, .. } => x.nrows(),
+        };
+        let mut out = crate::autodiff::pool::scratch((rows, self.fan_out));
+        self.infer_into(store, x, act, out.view_mut());
+        out
+    }
+
+    /// [`Linear::infer`] into `out` (`[rows, fan_out]`, row-major), whose values are overwritten.
+    pub fn infer_into<T: Scalar>(
+        &self,
+        store: &ParamStore<T>,
+        x: Input<'_, T>,
+        act: Option<Activation>,
+        out: ArrayViewMut2<'_, T>,
+    ) {
         let (w, b) = (store.value(self.w), store.value(self.b));
         match x {
-            Input::Dense(x) => ops::Affine(act).infer(x, w, b),
-            Input::Sparse(x) => ops::SparseAffine::infer(x.matmul(w), b, act),
-            Input::Resumed { x, sums, seq } => ops::SparseAffine::infer(x.matmul_resumed(w, sums, seq), b, act),
+            Input::Dense(x) => ops::Affine(act).infer_into(x, w, b, out),
+            Input::Sparse(x) => ops::SparseAffine::infer_into(x, None, w, b, act, out),
+            Input::Resumed { x, sums, seq } => ops::SparseAffine::infer_into(x, Some((sums, seq)), w, b, act, out),
         }
     }
 

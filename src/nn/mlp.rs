@@ -2,7 +2,7 @@
 
 use rand::Rng;
 
-use ndarray::Array2;
+use ndarray::{Array2, ArrayViewMut2};
 
 use super::{Bound, Csr, Init, Input, Linear, ParamStore};
 use crate::autodiff::{Tape, Var};
@@ -91,7 +91,7 @@ impl Mlp {
         &self,
         tape: &mut Tape<T>,
         p: &Bound,
-        x: std::sync::Arc<Csr>,
+        x: crate::autodiff::ops::SparseMatMul,
         values: Vec<Array2<T>>,
     ) -> Var {
         assert_eq!(values.len(), self.layers.len(), "record_sparse: one value per layer");
@@ -114,12 +114,25 @@ impl Mlp {
 
     /// [`Mlp::infer`] keeping every layer's output.
     pub fn infer_layers<T: Scalar>(&self, store: &ParamStore<T>, x: Input<'_, T>) -> Vec<Array2<T>> {
-        let mut out = vec![self.layers[0].infer(store, x, self.act(0))];
-        for i in 1..self.layers.len() {
-            let next = self.layers[i].infer(store, Input::Dense(out[i - 1].view()), self.act(i));
-            out.push(next);
-        }
+        let rows = match &x {
+            Input::Dense(x) => x.nrows(),
+            Input::Sparse(x) | Input::Resumed { x, .. } => x.nrows(),
+        };
+        let mut out: Vec<Array2<T>> = (self.layers.iter())
+            .map(|l| crate::autodiff::pool::scratch((rows, l.fan_out)))
+            .collect();
+        self.infer_into(store, x, out.iter_mut().map(|a| a.view_mut()).collect());
         out
+    }
+
+    /// [`Mlp::infer_layers`] into `out`, one `[rows, width]` row-major view per layer.
+    pub fn infer_into<T: Scalar>(&self, store: &ParamStore<T>, x: Input<'_, T>, mut out: Vec<ArrayViewMut2<'_, T>>) {
+        assert_eq!(out.len(), self.layers.len(), "Mlp::infer_into: one output per layer");
+        self.layers[0].infer_into(store, x, self.act(0), out[0].view_mut());
+        for i in 1..self.layers.len() {
+            let (done, rest) = out.split_at_mut(i);
+            self.layers[i].infer_into(store, Input::Dense(done[i - 1].view()), self.act(i), rest[0].view_mut());
+        }
     }
 
     /// Floating-point operations of one forward row (multiply and add counted apart).
