@@ -57,6 +57,11 @@ fn rows_times<T: Scalar>(x: &Csr, w: &[T], n: usize, out: &mut [T]) {
 /// follow that sequence's last row when it starts with that row's entries.
 #[inline(always)]
 fn rows_times_resumed<T: Scalar>(x: &Csr, w: &[T], n: usize, out: &mut [T], sums: &mut RowSums<T>, seq: &[usize]) {
+    if sums.off {
+        out.fill(T::zero());
+        return rows_times(x, w, n, out);
+    }
+    let (mut tried, mut resumed) = (0, 0);
     let mut terms = Vec::new();
     for (r, o) in out.chunks_exact_mut(n.max(1)).enumerate() {
         let (c, v) = x.row(r);
@@ -66,6 +71,8 @@ fn rows_times_resumed<T: Scalar>(x: &Csr, w: &[T], n: usize, out: &mut [T], sums
         let k = last_c.len();
         let extends =
             k <= c.len() && last_c[..] == c[..k] && last_v.iter().zip(v).all(|(a, b)| a.to_bits() == b.to_bits());
+        tried += (k > 0) as usize;
+        resumed += (k > 0 && extends) as usize;
         let from = match extends {
             true => k,
             false => {
@@ -87,6 +94,9 @@ fn rows_times_resumed<T: Scalar>(x: &Csr, w: &[T], n: usize, out: &mut [T], sums
         last_c.extend_from_slice(&c[from..]);
         last_v.extend_from_slice(&v[from..]);
     }
+    // rows that never extend their last ones (a HyperGrid state changes a
+    // coordinate's entry): stop keeping them, which only costs copies
+    sums.off = tried > 0 && resumed == 0;
 }
 
 /// `out = xᵀ · g` (`out` zeroed, `n` columns): row `at[r]` of `g` (row `r`
@@ -164,6 +174,9 @@ pub struct RowSums<T> {
     /// `[sequences, width]`, row-major.
     sums: Vec<T>,
     rows: Vec<(Vec<u32>, Vec<f32>)>,
+    /// Set once a product found earlier rows but none that its rows extend:
+    /// the rows are then multiplied whole and not kept.
+    off: bool,
 }
 
 impl<T: Scalar> RowSums<T> {
@@ -172,6 +185,7 @@ impl<T: Scalar> RowSums<T> {
         RowSums {
             sums: vec![T::zero(); sequences * width],
             rows: vec![(Vec::new(), Vec::new()); sequences],
+            off: false,
         }
     }
 }
@@ -387,6 +401,18 @@ mod tests {
             let whole = x.matmul(&w);
             let same = resumed.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits());
             assert!(same, "step {t}");
+            assert!(!sums.off, "some rows extend their last ones");
+        }
+        // rows that change an entry each step (HyperGrid's coordinates): kept once, then not
+        let mut sums = RowSums::new(2, 19);
+        for t in 0..3u32 {
+            let mut x = Csr::new(30);
+            x.push_row([(t, 1.0), (10 + t, 1.0)]);
+            x.push_row([(20, 1.0), (21 + t, 1.0)]);
+            let mut resumed = Array2::zeros((2, 19));
+            x.matmul_into(&w, Some((&mut sums, &[0, 1])), resumed.view_mut());
+            assert_eq!(resumed, x.matmul(&w), "step {t}");
+            assert_eq!(sums.off, t > 0, "step {t}");
         }
     }
 
