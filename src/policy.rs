@@ -129,6 +129,10 @@ pub struct Activations {
     /// sampler keeps its passes' rows as it made them, step after step
     /// ([`Activations::in_order`] copies them into the transitions' order).
     pub order: Option<Vec<usize>>,
+    /// Each row's `log sum exp` of its valid forward logits, in `f64`, as
+    /// the sampler computed it (the training pass's log-softmax then needs
+    /// no exponentials); `None` when not known.
+    pub lse: Option<Vec<f64>>,
 }
 
 impl Activations {
@@ -166,6 +170,9 @@ impl Activations {
     /// The first `rows` rows of each array (no copy).
     pub(crate) fn truncate(&mut self, rows: usize) {
         self.map_arrays(|a| crate::autodiff::pool::first_rows(a, rows));
+        if let Some(lse) = &mut self.lse {
+            lse.truncate(rows);
+        }
     }
 
     /// Rows picked from `blocks`: row `r` of the result is row `rows[r].1` of
@@ -186,7 +193,13 @@ impl Activations {
         let layers = |n: usize, f: &dyn Fn(&Activations, usize) -> &Array2<f32>| -> Vec<Array2<f32>> {
             (0..n).map(|i| take(&|a| f(a, i))).collect()
         };
+        let lse = blocks
+            .iter()
+            .map(|a| a.lse.as_deref())
+            .collect::<Option<Vec<&[f64]>>>()
+            .map(|lse| rows.iter().map(|&(b, r)| lse[b][r]).collect());
         Some(Activations {
+            lse,
             trunk: layers(first.trunk.len(), &|a, i| &a.trunk[i]),
             aux: first
                 .aux
@@ -213,6 +226,13 @@ impl Activations {
                 order.extend(b.unwrap_or_else(|| (0..m).collect()).into_iter().map(|r| n + r));
                 Some(order)
             }
+        };
+        self.lse = match (self.lse.take(), other.lse.take()) {
+            (Some(mut a), Some(b)) => {
+                a.extend(b);
+                Some(a)
+            }
+            _ => None,
         };
         let grow = |a: &mut Array2<f32>, b: &Array2<f32>| {
             a.append(ndarray::Axis(0), b.view()).expect("activations of one policy")
@@ -427,6 +447,7 @@ impl Policy {
             pb: self.pb.as_ref().map(|l| array(l.fan_out)),
             log_f: self.log_f.as_ref().filter(|_| all).map(|l| array(l.fan_out)),
             order: None,
+            lse: None,
         }
     }
 
@@ -508,7 +529,7 @@ impl Policy {
     /// pass over all their states (`log_r` is `log R(x)` per trajectory).
     pub fn terms<T: Scalar, S>(&self, tape: &mut Tape<T>, p: &Bound, traj: &Trajectories<S>, log_r: &[f64]) -> Terms {
         let heads = self.forward(tape, p, Arc::new(traj.features.clone()));
-        self.terms_of(tape, p, traj, log_r, heads, None)
+        self.terms_of(tape, p, traj, log_r, heads, None, None)
     }
 
     /// [`Policy::terms`] with the forward pass's values taken from `acts`, the
@@ -524,15 +545,17 @@ impl Policy {
         p: &Bound,
         traj: &Trajectories<S>,
         log_r: &[f64],
-        acts: Activations,
+        mut acts: Activations,
     ) -> Terms {
-        let order = acts.order.clone();
+        let (order, lse) = (acts.order.clone(), acts.lse.take());
         let heads = self.forward_recorded(tape, p, Arc::new(traj.features.clone()), acts);
-        self.terms_of(tape, p, traj, log_r, heads, order.as_deref())
+        self.terms_of(tape, p, traj, log_r, heads, order.as_deref(), lse)
     }
 
     /// The terms from the heads' values, row `order[t]` of the heads being
-    /// transition `t`'s (row `t` without an `order`).
+    /// transition `t`'s (row `t` without an `order`), with the forward
+    /// logits' row `log sum exp`s when the sampler kept them.
+    #[allow(clippy::too_many_arguments)]
     fn terms_of<T: Scalar, S>(
         &self,
         tape: &mut Tape<T>,
@@ -541,6 +564,7 @@ impl Policy {
         log_r: &[f64],
         heads: Heads,
         order: Option<&[usize]>,
+        pf_lse: Option<Vec<f64>>,
     ) -> Terms {
         assert_eq!(log_r.len(), traj.len(), "terms: one log-reward per trajectory");
         let rows = traj.n_transitions();
@@ -568,7 +592,10 @@ impl Policy {
             None => v,
             Some(o) => tape.index_select(v, o.to_vec()),
         };
-        let lp = tape.masked_log_softmax(heads.pf_logits, masks(&traj.forward_masks));
+        let lp = match pf_lse {
+            Some(lse) => tape.masked_log_softmax_given(heads.pf_logits, masks(&traj.forward_masks), lse),
+            None => tape.masked_log_softmax(heads.pf_logits, masks(&traj.forward_masks)),
+        };
         let log_pf = tape.gather(lp, indices(&traj.actions));
         let log_pf = back(tape, log_pf);
 

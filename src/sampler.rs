@@ -335,15 +335,19 @@ impl Sampler {
                 .iter()
                 .for_each(|s| env.encode_sparse(s, &mut x));
         }
-        let acts = policy.activations(store, &x);
+        let mut acts = policy.activations(store, &x);
         let (logits, pb_logits) = (&acts.pf, &acts.pb);
         let mut mask = vec![false; env.n_actions()];
+        let mut lse = Vec::with_capacity(logits.nrows());
         let mut r = 0;
         for p in paths.iter_mut() {
             let n = p.actions.len();
             for (k, &a) in p.actions.iter().enumerate() {
                 env.forward_mask(&p.states[k], &mut mask);
-                p.log_pf.push(log_prob(logits.row(r + k).as_slice().unwrap(), &mask, a));
+                let row = logits.row(r + k);
+                let row = row.as_slice().unwrap();
+                lse.push(row_logsumexp(row, &mask));
+                p.log_pf.push((row[a] as f64 - lse[r + k]) as f32);
             }
             if let Some(pb) = pb_logits {
                 // P_B(s_k | s_{k+1}) is read at the row of s_{k+1}, the next row of this path
@@ -356,6 +360,7 @@ impl Sampler {
             r += n;
         }
         // the pass was over exactly the rows of the trajectories, in their order
+        acts.lse = Some(lse);
         let mut t = assemble(env, paths, policy.learned_pb());
         t.activations = Some(acts);
         t
@@ -400,6 +405,7 @@ fn forward_paths<E: Environment>(
     let mut running = policy.running(keys.len());
     // kept: every step's rows after the last step's; else one step's rows at a time
     let mut acts = policy.arrays(keys.len() * if keep { rows_hint.max(1) } else { 1 }, keep);
+    acts.lse = keep.then(Vec::new);
     let (mut filled, mut steps) = (0, Vec::new());
     let mut still = Vec::with_capacity(active.len());
     while !active.is_empty() {
@@ -431,6 +437,9 @@ fn forward_paths<E: Environment>(
             let next = env.step(s, a);
             let lse = lse.unwrap_or_else(|| row_logsumexp(lr, &mask));
             path.log_pf.push((lr[a] as f64 - lse) as f32);
+            if let Some(kept) = &mut acts.lse {
+                kept.push(lse);
+            }
             path.actions.push(a);
             let done = env.is_terminal(&next);
             path.states.push(next);

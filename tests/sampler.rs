@@ -180,8 +180,9 @@ fn recorded_log_pf_equals_batched_recomputation() {
     let p = store.bind(&mut tape);
     let terms = policy.terms(&mut tape, &p, &t, &vec![0.0; t.len()]);
     let lp = tape.value(terms.log_pf);
+    // the tape's log-softmax sums in f64 as the sampler does: the same bits
     for (r, &rec) in t.log_pf.iter().enumerate() {
-        assert!((lp[[r, 0]] - rec).abs() < 1e-4, "row {r}: {} vs {rec}", lp[[r, 0]]);
+        assert_eq!(lp[[r, 0]].to_bits(), rec.to_bits(), "row {r}: {} vs {rec}", lp[[r, 0]]);
     }
     // tree: log P_B is exactly 0
     assert!(tape.value(terms.log_pb).iter().all(|&v| v == 0.0));
@@ -388,6 +389,16 @@ fn kept_activations_serve_the_training_pass() {
         // the training pass from them in the transitions' order: the loss and
         // gradients of a pass on the tape, bit for bit
         let on_tape = run(None);
+        // the sampler kept each row's log-sum-exp (the replayed rows' too), and
+        // the training pass's log-probabilities are the recorded ones, bit for bit
+        assert_eq!(kept.lse.as_ref().map(Vec::len), Some(t.n_transitions()), "{what}");
+        let mut tape = Tape::<f32>::new();
+        let p = store.bind(&mut tape);
+        let terms = policy.terms_sampled(&mut tape, &p, &t, &log_r, kept.clone());
+        let lp = tape.value(terms.log_pf);
+        for (r, &rec) in t.log_pf.iter().enumerate() {
+            assert_eq!(lp[[r, 0]].to_bits(), rec.to_bits(), "{what}, row {r}");
+        }
         assert_eq!(run(Some(in_order)), on_tape, "{what}");
         // in the order they were kept: the same loss; the gradients' sums
         // over the states run in another order, so only their last bits may differ
@@ -413,6 +424,7 @@ fn kept_activations_do_not_depend_on_the_thread_count() {
             .sample_with_activations(&grid, &policy, &store, 30, Exploration::ON_POLICY);
     let (a, b) = (one.activations.unwrap(), three.activations.unwrap());
     assert_eq!(a.order, b.order);
+    assert_eq!(a.lse, b.lse);
     assert_eq!(a.pf, b.pf);
     assert_eq!(a.trunk, b.trunk);
     assert_eq!(a.pb, b.pb);

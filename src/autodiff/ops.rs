@@ -470,15 +470,19 @@ fn check_mask<T>(op: &str, x: &Array2<T>, mask: &Array2<bool>) {
 
 /// Row-wise log-softmax restricted to `mask`. Masked entries: `-inf` out, zero gradient in.
 /// Backward over valid entries: `d_j = g_j - p_j * sum_k g_k`.
+/// The `log sum exp` of each row's valid entries is computed in `f64` (as
+/// the sampler computes it, so that an `f32` tape's log-probabilities are the
+/// sampler's bit for bit), or taken from `lse` when the sampler kept it.
 pub struct MaskedLogSoftmax {
     pub mask: Array2<bool>,
+    pub lse: Option<Vec<f64>>,
 }
 impl<T: Scalar> Op<T> for MaskedLogSoftmax {
     fn name(&self) -> &'static str {
         "masked_log_softmax"
     }
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
-        masked_log_softmax("masked_log_softmax", xs[0], &self.mask)
+        masked_log_softmax("masked_log_softmax", xs[0], &self.mask, self.lse.as_deref())
     }
     fn backward(&self, _: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
         let mut d = pool::zeros(out.dim());
@@ -499,18 +503,32 @@ impl<T: Scalar> Op<T> for MaskedLogSoftmax {
     }
 }
 
-/// `log softmax` of each row of `x` over its `mask`ed entries (`-inf` elsewhere).
-fn masked_log_softmax<T: Scalar>(op: &str, x: &Array2<T>, mask: &Array2<bool>) -> Array2<T> {
+/// `log softmax` of each row of `x` over its `mask`ed entries (`-inf`
+/// elsewhere): `x_j - lse` with `lse` in `f64`, computed or given per row.
+fn masked_log_softmax<T: Scalar>(op: &str, x: &Array2<T>, mask: &Array2<bool>, lse: Option<&[f64]>) -> Array2<T> {
     check_mask(op, x, mask);
+    if let Some(lse) = lse {
+        assert_eq!(
+            lse.len(),
+            x.nrows(),
+            "{op}: {} log-sum-exps for {} rows",
+            lse.len(),
+            x.nrows()
+        );
+    }
     let mut out = pool::scratch(x.dim());
-    out.fill(T::neg_infinity());
-    for (i, (xr, mr)) in x.rows().into_iter().zip(mask.rows()).enumerate() {
-        let lse = masked_row_logsumexp(xr.iter().copied(), mr.iter().copied())
-            .unwrap_or_else(|| panic!("{op}: row {i} has no valid entry"));
-        for (j, (&v, &m)) in xr.iter().zip(mr.iter()).enumerate() {
-            if m {
-                out[[i, j]] = v - lse;
-            }
+    for (i, ((mut o, xr), mr)) in out.rows_mut().into_iter().zip(x.rows()).zip(mask.rows()).enumerate() {
+        let lse = match lse {
+            Some(lse) => lse[i],
+            None => masked_row_logsumexp(xr.iter().map(|v| v.to_f64()), mr.iter().copied())
+                .unwrap_or_else(|| panic!("{op}: row {i} has no valid entry")),
+        };
+        for ((o, &v), &m) in o.iter_mut().zip(xr.iter()).zip(mr.iter()) {
+            *o = if m {
+                T::from_f64(v.to_f64() - lse)
+            } else {
+                T::neg_infinity()
+            };
         }
     }
     out

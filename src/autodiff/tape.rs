@@ -244,7 +244,12 @@ impl<T: Scalar> Tape<T> {
     /// entries get log-probability `-inf` (probability exactly 0) and zero
     /// gradient. Panics if a row has no valid entry.
     pub fn masked_log_softmax(&mut self, logits: Var, mask: Array2<bool>) -> Var {
-        self.apply(ops::MaskedLogSoftmax { mask }, &[logits])
+        self.apply(ops::MaskedLogSoftmax { mask, lse: None }, &[logits])
+    }
+    /// [`Tape::masked_log_softmax`] with each row's `log sum exp` over its
+    /// valid entries given (computed in `f64` by the sampler from these logits).
+    pub fn masked_log_softmax_given(&mut self, logits: Var, mask: Array2<bool>, lse: Vec<f64>) -> Var {
+        self.apply(ops::MaskedLogSoftmax { mask, lse: Some(lse) }, &[logits])
     }
     /// Row-wise entropy `-sum_j p_j log p_j` of the distributions whose
     /// log-probabilities are the rows of `log_p` (e.g. a
