@@ -154,8 +154,8 @@ mod avx2 {
     }
 }
 
-/// Whether [`avx2`]'s versions may run here.
-fn has_avx2() -> bool {
+/// Whether code compiled for AVX2 may run here.
+pub(crate) fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     return std::is_x86_feature_detected!("avx2");
     #[allow(unreachable_code)]
