@@ -238,23 +238,36 @@ impl Sampler {
         let workers = self.threads.clamp(1, batch.max(1));
         let keys: Vec<u64> = (first..first + batch as u64).collect();
         let seed = self.seed;
-        let hint = ROWS_PER_TRAJECTORY.with(std::cell::Cell::get);
-        let work = |ks: &[u64]| forward_paths(env, policy, store, seed, ks, explore, keep, hint);
-        let parts: Vec<Worked<E::State>> = if workers == 1 {
-            vec![work(&keys)]
-        } else {
-            let chunk = batch.div_ceil(workers);
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = keys.chunks(chunk).map(|ks| scope.spawn(move || work(ks))).collect();
+        // each worker's arrays come from this thread's buffer pool and go back
+        // to it (a worker thread's own pool ends with the thread), with room
+        // for as many rows per trajectory as the last batch had, and a quarter
+        let rows = match keep {
+            true => ROWS_PER_TRAJECTORY.with(std::cell::Cell::get),
+            false => 1,
+        };
+        let chunks: Vec<&[u64]> = keys.chunks(batch.div_ceil(workers).max(1)).collect();
+        let arrays: Vec<Activations> = chunks.iter().map(|ks| policy.arrays(ks.len() * rows, keep)).collect();
+        let work = |ks: &[u64], acts| forward_paths(env, policy, store, seed, ks, explore, keep, acts);
+        let parts: Vec<Worked<E::State>> = match chunks.len() {
+            0 | 1 => chunks.iter().zip(arrays).map(|(ks, acts)| work(ks, acts)).collect(),
+            _ => std::thread::scope(|scope| {
+                let handles: Vec<_> = (chunks.iter().zip(arrays))
+                    .map(|(&ks, acts)| scope.spawn(move || work(ks, acts)))
+                    .collect();
                 handles
                     .into_iter()
                     .map(|h| h.join().expect("a sampling worker panicked"))
                     .collect()
-            })
+            }),
         };
-        let (worker_paths, kept): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
-        let kept: Vec<(Activations, Vec<usize>)> = kept.into_iter().flatten().collect();
-        let activations = (!kept.is_empty()).then(|| in_step_order(kept, &worker_paths));
+        let (worker_paths, kept): (Vec<_>, Vec<_>) = parts.into_iter().map(|(p, a, s)| (p, (a, s))).unzip();
+        let activations = match keep && !kept.is_empty() {
+            true => Some(in_step_order(kept, &worker_paths)),
+            false => {
+                kept.into_iter().for_each(|(a, _)| a.give_back());
+                None
+            }
+        };
         let paths: Vec<Path<E::State>> = worker_paths.into_iter().flatten().collect();
         let mut t = assemble(env, paths, policy.learned_pb());
         if let Some(a) = &activations {
@@ -367,10 +380,10 @@ impl Sampler {
     }
 }
 
-/// A sampling worker's trajectories and, if kept, its passes' layer outputs,
-/// one step's rows after the other's, with the number of rows of each step.
-/// (Each path's `rows` index these arrays.)
-type Worked<S> = (Vec<Path<S>>, Option<(Activations, Vec<usize>)>);
+/// A sampling worker's trajectories, its arrays and, if kept, the number of
+/// rows of each step (its passes' layer outputs in the arrays, one step's
+/// rows after the other's; each path's `rows` index them).
+type Worked<S> = (Vec<Path<S>>, Activations, Vec<usize>);
 
 thread_local! {
     /// Rows per trajectory to make room for in the kept arrays: a quarter
@@ -380,9 +393,9 @@ thread_local! {
 }
 
 /// Forward trajectories for the given stream keys, all advanced together
-/// (one batched MLP pass per step over the unfinished ones), and with `keep`
-/// those passes' layer outputs, written where they are kept (room for
-/// `rows_hint` rows per trajectory first).
+/// (one batched MLP pass per step over the unfinished ones), each pass into
+/// `acts` ([`Policy::arrays`]): with `keep`, each step's rows after the
+/// last step's (the arrays grow when they must), else over the last step's.
 #[allow(clippy::too_many_arguments)]
 fn forward_paths<E: Environment>(
     env: &E,
@@ -392,7 +405,7 @@ fn forward_paths<E: Environment>(
     keys: &[u64],
     explore: Exploration,
     keep: bool,
-    rows_hint: usize,
+    mut acts: Activations,
 ) -> Worked<E::State> {
     let a_n = env.n_actions();
     let mut rngs: Vec<_> = keys.iter().map(|&k| rng::keyed(seed, streams::SAMPLE, k)).collect();
@@ -403,8 +416,6 @@ fn forward_paths<E: Environment>(
     let mut probs = vec![0f64; a_n];
     let mut x = Csr::new(env.feature_dim());
     let mut running = policy.running(keys.len());
-    // kept: every step's rows after the last step's; else one step's rows at a time
-    let mut acts = policy.arrays(keys.len() * if keep { rows_hint.max(1) } else { 1 }, keep);
     acts.lse = keep.then(Vec::new);
     let (mut filled, mut steps) = (0, Vec::new());
     let mut still = Vec::with_capacity(active.len());
@@ -456,16 +467,10 @@ fn forward_paths<E: Environment>(
         std::mem::swap(&mut active, &mut still);
         still.clear();
     }
-    match keep {
-        true => {
-            acts.truncate(filled);
-            (paths, Some((acts, steps)))
-        }
-        false => {
-            acts.give_back();
-            (paths, None)
-        }
+    if keep {
+        acts.truncate(filled);
     }
+    (paths, acts, steps)
 }
 
 /// The workers' kept rows as one set of arrays in the order one worker would
