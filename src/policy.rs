@@ -163,7 +163,8 @@ impl Activations {
     pub(crate) fn reserve(&mut self, rows: usize, kept: usize) {
         if self.pf.nrows() < rows {
             let rows = rows.max(2 * self.pf.nrows());
-            self.map_arrays(|a| crate::autodiff::pool::more_rows(crate::autodiff::pool::first_rows(a, kept), rows));
+            let more = |a| crate::autodiff::pool::more_rows(crate::autodiff::pool::first_rows(a, kept), rows);
+            self.map_arrays(more);
         }
     }
 
@@ -234,8 +235,12 @@ impl Activations {
             }
             _ => None,
         };
+        // in place where the arrays have room (the sampler's do), else in larger pooled ones
         let grow = |a: &mut Array2<f32>, b: &Array2<f32>| {
-            a.append(ndarray::Axis(0), b.view()).expect("activations of one policy")
+            assert_eq!(a.ncols(), b.ncols(), "activations of one policy");
+            let n = a.nrows();
+            *a = crate::autodiff::pool::more_rows(std::mem::take(a), n + b.nrows());
+            a.slice_mut(ndarray::s![n.., ..]).assign(b);
         };
         let pairs = (self.trunk.iter_mut().zip(&other.trunk))
             .chain(self.aux.iter_mut().flatten().zip(other.aux.iter().flatten()))

@@ -116,11 +116,27 @@ pub fn first_rows<T: Scalar>(a: Array2<T>, rows: usize) -> Array2<T> {
     Array2::from_shape_vec((rows, cols).strides((cols, 1)), v).expect("fewer rows of the same buffer")
 }
 
-/// A pooled `[rows, a columns]` array (`rows >= a rows`) whose first rows are `a`'s; `a` goes back to the pool.
+/// A `[rows, a columns]` array (`rows >= a rows`, `a` row-major) whose first
+/// rows are `a`'s and the others left as they are: in `a`'s own buffer when
+/// it has room (a pooled buffer's headroom), else in a larger pooled one
+/// (`a`'s going back to the pool).
 pub fn more_rows<T: Scalar>(a: Array2<T>, rows: usize) -> Array2<T> {
-    let mut b = scratch((rows, a.ncols()));
-    b.slice_mut(ndarray::s![..a.nrows(), ..]).assign(&a);
-    give(a);
+    assert!(
+        rows >= a.nrows() && a.is_standard_layout(),
+        "more_rows: {rows} for {:?}",
+        a.dim()
+    );
+    let (n, cols) = a.dim();
+    let (v, offset) = a.into_raw_vec_and_offset();
+    let offset = offset.unwrap_or(0);
+    if offset == 0 && v.len() >= rows * cols {
+        return Array2::from_shape_vec((rows, cols).strides((cols, 1)), v).expect("room for the rows");
+    }
+    let mut b = scratch((rows, cols));
+    b.as_slice_mut().expect("row-major")[..n * cols].copy_from_slice(&v[offset..offset + n * cols]);
+    if v.len() >= MIN_LEN {
+        with(|p: &mut Pool<T>| p.give(v));
+    }
     b
 }
 
@@ -204,8 +220,10 @@ mod tests {
         let first = first_rows(a.clone(), 50);
         assert_eq!(first, a.slice(ndarray::s![..50, ..]));
         let kept = first_rows(a.clone(), 50);
-        let more = more_rows(kept, 90);
-        assert_eq!(more.slice(ndarray::s![..50, ..]), a.slice(ndarray::s![..50, ..]));
+        let back = more_rows(kept, 60);
+        assert_eq!(back, a.slice(ndarray::s![..60, ..]), "within its buffer: in place");
+        let more = more_rows(back, 90);
+        assert_eq!(more.slice(ndarray::s![..60, ..]), a.slice(ndarray::s![..60, ..]));
         assert_eq!(more.dim(), (90, 64));
         let same = first_rows(a, 10);
         assert_eq!(same.as_ptr(), ptr, "no copy");
