@@ -35,7 +35,7 @@ pub struct Pool<T> {
 impl<T> Pool<T> {
     /// The smallest kept buffer that holds `n` entries, if it is not more than
     /// twice as large (a small array must not take the buffer a large one
-    /// will ask for next: the sampler's per-step blocks, then their gather).
+    /// will ask for next, as the sampler's kept arrays or the tape's).
     fn take(&mut self, n: usize) -> Option<Vec<T>> {
         let best = (0..self.free.len())
             .filter(|&i| self.free[i].capacity() >= n)
