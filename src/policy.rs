@@ -271,7 +271,7 @@ impl Activations {
 
 /// A sampler's first-layer products of each trajectory's last state, for
 /// the trunk and a separate trunk ([`Policy::running`]).
-pub struct Running {
+pub(crate) struct Running {
     trunk: RowSums<f32>,
     aux: Option<RowSums<f32>>,
 }
@@ -417,7 +417,7 @@ impl Policy {
 
     /// The first layers' products per trajectory for a sampler advancing
     /// `trajectories` trajectories (see [`RowSums`]).
-    pub fn running(&self, trajectories: usize) -> Running {
+    pub(crate) fn running(&self, trajectories: usize) -> Running {
         let sums = |m: &Mlp| RowSums::new(trajectories, m.layers[0].fan_out);
         Running {
             trunk: sums(&self.trunk),
