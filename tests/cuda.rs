@@ -436,7 +436,10 @@ fn masked_log_softmax_forward_backward_gather() {
         let mask = random_mask(&mut rng, rows, cols, 0.6);
         let x64 = Array2::from_shape_fn((rows, cols), |(i, j)| x[i * cols + j] as f64);
         let m = Array2::from_shape_vec((rows, cols), mask.clone()).unwrap();
-        let op = MaskedLogSoftmax { mask: m.clone(), lse: None };
+        let op = MaskedLogSoftmax {
+            mask: m.clone(),
+            lse: None,
+        };
         let want = Op::<f64>::forward(&op, &[&x64]);
         let mask_u8: Vec<u8> = mask.iter().map(|&v| v as u8).collect();
         let (dx, dm) = (Buf::from_slice(&x).unwrap(), Buf::from_slice(&mask_u8).unwrap());

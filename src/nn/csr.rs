@@ -117,10 +117,10 @@ fn rows_scatter<T: Scalar>(x: &Csr, g: &[T], n: usize, out: &mut [T], at: Option
     }
 }
 
-/// [`rows_times`], [`rows_times_resumed`] and [`rows_scatter`] compiled for AVX2 (the crate itself is
-/// built for the x86-64 baseline, SSE2), where the CPU has it: they are
-/// memory-bound element-wise passes that vectorize twice as wide there. The
-/// same operations, so the same bits either way.
+/// [`rows_times`], [`rows_times_resumed`] and [`rows_scatter`] compiled for
+/// AVX2 (the crate itself is built for the x86-64 baseline, SSE2), where the
+/// CPU has it: they are memory-bound element-wise passes that vectorize twice
+/// as wide there. The same operations, so the same bits either way.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{rows_scatter, rows_times, rows_times_resumed, Csr, RowSums, Scalar};
