@@ -7,6 +7,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::autodiff::ops::SparseMatMul;
+use crate::autodiff::pool::with_rows;
 use crate::autodiff::{Tape, Var};
 use crate::env::Environment;
 use crate::error::{Error, Result};
@@ -163,14 +164,15 @@ impl Activations {
     pub(crate) fn reserve(&mut self, rows: usize, kept: usize) {
         if self.pf.nrows() < rows {
             let rows = rows.max(2 * self.pf.nrows());
-            let more = |a| crate::autodiff::pool::more_rows(crate::autodiff::pool::first_rows(a, kept), rows);
+            // cut to the kept rows first (in place), so that only they are copied
+            let more = |a| with_rows(with_rows(a, kept), rows);
             self.map_arrays(more);
         }
     }
 
     /// The first `rows` rows of each array (no copy).
     pub(crate) fn truncate(&mut self, rows: usize) {
-        self.map_arrays(|a| crate::autodiff::pool::first_rows(a, rows));
+        self.map_arrays(|a| with_rows(a, rows));
         if let Some(lse) = &mut self.lse {
             lse.truncate(rows);
         }
@@ -239,7 +241,7 @@ impl Activations {
         let grow = |a: &mut Array2<f32>, b: &Array2<f32>| {
             assert_eq!(a.ncols(), b.ncols(), "activations of one policy");
             let n = a.nrows();
-            *a = crate::autodiff::pool::more_rows(std::mem::take(a), n + b.nrows());
+            *a = with_rows(std::mem::take(a), n + b.nrows());
             a.slice_mut(ndarray::s![n.., ..]).assign(b);
         };
         let pairs = (self.trunk.iter_mut().zip(&other.trunk))

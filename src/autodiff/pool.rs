@@ -99,32 +99,15 @@ pub fn scratch<T: Scalar>(shape: (usize, usize)) -> Array2<T> {
     Array2::from_shape_vec(shape.strides((shape.1, 1)), v).expect("a buffer of at least rows * cols")
 }
 
-/// `a`'s first `rows` rows, in the same buffer (`a` row-major, as pooled arrays are).
-pub fn first_rows<T: Scalar>(a: Array2<T>, rows: usize) -> Array2<T> {
+/// `a` (row-major, as pooled arrays are) with `rows` rows: its first ones,
+/// and past its end whatever its buffer holds. In `a`'s own buffer when that
+/// has room (fewer rows always, more within a pooled buffer's headroom),
+/// else copied into a larger pooled one (`a`'s going back to the pool).
+pub fn with_rows<T: Scalar>(a: Array2<T>, rows: usize) -> Array2<T> {
     assert!(
-        rows <= a.nrows() && a.is_standard_layout(),
-        "first_rows: {rows} of {:?}",
-        a.dim()
-    );
-    let cols = a.ncols();
-    let (v, offset) = a.into_raw_vec_and_offset();
-    assert_eq!(
-        offset.unwrap_or(0),
-        0,
-        "first_rows: an array at the start of its buffer"
-    );
-    Array2::from_shape_vec((rows, cols).strides((cols, 1)), v).expect("fewer rows of the same buffer")
-}
-
-/// A `[rows, a columns]` array (`rows >= a rows`, `a` row-major) whose first
-/// rows are `a`'s and the others left as they are: in `a`'s own buffer when
-/// it has room (a pooled buffer's headroom), else in a larger pooled one
-/// (`a`'s going back to the pool).
-pub fn more_rows<T: Scalar>(a: Array2<T>, rows: usize) -> Array2<T> {
-    assert!(
-        rows >= a.nrows() && a.is_standard_layout(),
-        "more_rows: {rows} for {:?}",
-        a.dim()
+        a.is_standard_layout(),
+        "with_rows: a row-major array, not {:?}",
+        a.strides()
     );
     let (n, cols) = a.dim();
     let (v, offset) = a.into_raw_vec_and_offset();
@@ -133,18 +116,23 @@ pub fn more_rows<T: Scalar>(a: Array2<T>, rows: usize) -> Array2<T> {
         return Array2::from_shape_vec((rows, cols).strides((cols, 1)), v).expect("room for the rows");
     }
     let mut b = scratch((rows, cols));
-    b.as_slice_mut().expect("row-major")[..n * cols].copy_from_slice(&v[offset..offset + n * cols]);
+    let kept = n.min(rows) * cols;
+    b.as_slice_mut().expect("row-major")[..kept].copy_from_slice(&v[offset..offset + kept]);
+    give_vec(v);
+    b
+}
+
+/// Keeps `v` for reuse if it is large enough to be worth it.
+fn give_vec<T: Scalar>(v: Vec<T>) {
     if v.len() >= MIN_LEN {
         with(|p: &mut Pool<T>| p.give(v));
     }
-    b
 }
 
 /// Gives `a`'s buffer back for reuse.
 pub fn give<T: Scalar>(a: Array2<T>) {
     if a.len() >= MIN_LEN {
-        let (v, _) = a.into_raw_vec_and_offset();
-        with(|p: &mut Pool<T>| p.give(v));
+        give_vec(a.into_raw_vec_and_offset().0);
     }
 }
 
@@ -214,18 +202,17 @@ mod tests {
     }
 
     #[test]
-    fn rows_are_dropped_in_place_and_added_by_a_copy() {
+    fn rows_come_and_go_in_place_and_past_the_buffer_by_a_copy() {
         let a = Array2::from_shape_fn((70, 64), |(i, j)| (i * 64 + j) as f32);
         let ptr = a.as_ptr();
-        let first = first_rows(a.clone(), 50);
+        let first = with_rows(a.clone(), 50);
         assert_eq!(first, a.slice(ndarray::s![..50, ..]));
-        let kept = first_rows(a.clone(), 50);
-        let back = more_rows(kept, 60);
+        let back = with_rows(first, 60);
         assert_eq!(back, a.slice(ndarray::s![..60, ..]), "within its buffer: in place");
-        let more = more_rows(back, 90);
+        let more = with_rows(back, 90);
         assert_eq!(more.slice(ndarray::s![..60, ..]), a.slice(ndarray::s![..60, ..]));
         assert_eq!(more.dim(), (90, 64));
-        let same = first_rows(a, 10);
+        let same = with_rows(a, 10);
         assert_eq!(same.as_ptr(), ptr, "no copy");
     }
 
