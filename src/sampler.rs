@@ -360,7 +360,7 @@ impl Sampler {
                 let row = logits.row(r + k);
                 let row = row.as_slice().unwrap();
                 lse.push(row_logsumexp(row, &mask));
-                p.log_pf.push((row[a] as f64 - lse[r + k]) as f32);
+                p.log_pf.push(log_prob_given(row[a], lse[r + k]));
             }
             if let Some(pb) = pb_logits {
                 // P_B(s_k | s_{k+1}) is read at the row of s_{k+1}, the next row of this path
@@ -447,7 +447,7 @@ fn forward_paths<E: Environment>(
             let (a, lse) = choose(lr, &mask, explore, &mut probs, &mut rngs[i]);
             let next = env.step(s, a);
             let lse = lse.unwrap_or_else(|| row_logsumexp(lr, &mask));
-            path.log_pf.push((lr[a] as f64 - lse) as f32);
+            path.log_pf.push(log_prob_given(lr[a], lse));
             if let Some(kept) = &mut acts.lse {
                 kept.push(lse);
             }
@@ -560,7 +560,13 @@ fn row_logsumexp(logits: &[f32], mask: &[bool]) -> f64 {
 
 /// `log softmax(logits)[a]` over the valid actions, in f64 then rounded.
 fn log_prob(logits: &[f32], mask: &[bool], a: usize) -> f32 {
-    (logits[a] as f64 - row_logsumexp(logits, mask)) as f32
+    log_prob_given(logits[a], row_logsumexp(logits, mask))
+}
+
+/// `logit - lse` in f64, rounded once: the tape's masked log-softmax computes
+/// it the same way, so training's `log P_F` are the recorded ones bit for bit.
+fn log_prob_given(logit: f32, lse: f64) -> f32 {
+    (logit as f64 - lse) as f32
 }
 
 /// `log P_B(s_{k-1} | s_k)` of a path's transition `k - 1` (`k >= 1`), from the

@@ -21,6 +21,15 @@ pub enum Input<'a, T> {
     },
 }
 
+impl<T> Input<'_, T> {
+    pub fn nrows(&self) -> usize {
+        match self {
+            Input::Dense(x) => x.nrows(),
+            Input::Sparse(x) | Input::Resumed { x, .. } => x.nrows(),
+        }
+    }
+}
+
 /// Weight initialisation.
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub enum Init {
@@ -113,11 +122,7 @@ impl Linear {
     /// `act(x W + b)` without a tape (inference), for dense or sparse `x`: the
     /// tape's op, its product computed row by row alike (see [`crate::autodiff::gemm::dot`]).
     pub fn infer<T: Scalar>(&self, store: &ParamStore<T>, x: Input<'_, T>, act: Option<Activation>) -> Array2<T> {
-        let rows = match &x {
-            Input::Dense(x) => x.nrows(),
-            Input::Sparse(x) | Input::Resumed { x, .. } => x.nrows(),
-        };
-        let mut out = crate::autodiff::pool::scratch((rows, self.fan_out));
+        let mut out = crate::autodiff::pool::scratch((x.nrows(), self.fan_out));
         self.infer_into(store, x, act, out.view_mut());
         out
     }

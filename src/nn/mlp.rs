@@ -114,12 +114,8 @@ impl Mlp {
 
     /// [`Mlp::infer`] keeping every layer's output.
     pub fn infer_layers<T: Scalar>(&self, store: &ParamStore<T>, x: Input<'_, T>) -> Vec<Array2<T>> {
-        let rows = match &x {
-            Input::Dense(x) => x.nrows(),
-            Input::Sparse(x) | Input::Resumed { x, .. } => x.nrows(),
-        };
         let mut out: Vec<Array2<T>> = (self.layers.iter())
-            .map(|l| crate::autodiff::pool::scratch((rows, l.fan_out)))
+            .map(|l| crate::autodiff::pool::scratch((x.nrows(), l.fan_out)))
             .collect();
         self.infer_into(store, x, out.iter_mut().map(|a| a.view_mut()).collect());
         out
