@@ -7,7 +7,11 @@
 //! a scenario is its floating-point work (the MLP forward and backward over
 //! the states actually visited, first layers counted sparse as the engine
 //! computes them) divided by the single-thread GEMM rate measured here at
-//! 256x256x256; `ratio` = measured time / floor.
+//! 256x256x256; `ratio` = measured time / floor. The training scenarios
+//! measure that rate again after every 10 steps and set each step against
+//! the rate measured around it (the machine's speed drifts by tens of
+//! percent over seconds on a shared host); `ratio` is the median of those
+//! per-step ratios.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -134,6 +138,32 @@ struct Bench {
     rows: Vec<(String, String)>,
     /// GFLOP/s of the yardstick GEMM.
     rate: f64,
+    /// The yardstick's operands and its output, 256x256 each.
+    operands: (Array2<f32>, Array2<f32>, Array2<f32>),
+}
+
+/// Steps timed in a row between two measurements of the yardstick.
+const BLOCK: usize = 10;
+
+/// Per-step seconds, each with the yardstick's GFLOP/s measured around it.
+struct Paired(Vec<(f64, f64)>);
+
+impl Paired {
+    /// Median seconds per step.
+    fn secs(&self) -> f64 {
+        median(self.0.iter().map(|&(s, _)| s).collect())
+    }
+    /// Median of the steps' floor ratios for `flops` per step.
+    fn ratio(&self, flops: f64) -> f64 {
+        median(self.0.iter().map(|&(s, rate)| s / (flops / (rate * 1e9))).collect())
+    }
+    /// (lowest, median, highest) yardstick GFLOP/s of the run.
+    fn rates(&self) -> (f64, f64, f64) {
+        let r: Vec<f64> = self.0.iter().map(|&(_, r)| r).collect();
+        let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = r.iter().copied().fold(0.0, f64::max);
+        (lo, median(r), hi)
+    }
 }
 
 impl Bench {
@@ -147,6 +177,36 @@ impl Bench {
             self.rate = gemm_gflops(256, 256, 256).0;
         }
         self.rate
+    }
+
+    /// The yardstick's GFLOP/s now: the median of five products (a few ms;
+    /// into an array made once, so that the measurement allocates nothing).
+    fn rate_now(&mut self) -> f64 {
+        let (a, b, out) = &mut self.operands;
+        let secs = (0..5)
+            .map(|_| {
+                let c = Instant::now();
+                ndarray::linalg::general_mat_mul(1.0, &*a, &*b, 0.0, out);
+                std::hint::black_box(&*out);
+                c.elapsed().as_secs_f64()
+            })
+            .collect();
+        2.0 * 256f64.powi(3) / median(secs) / 1e9
+    }
+
+    /// `n` runs of `step` (which returns its seconds), the yardstick measured
+    /// before them and after every [`BLOCK`]; each step is paired with the
+    /// mean of the rates measured just before and just after its block.
+    fn paired(&mut self, n: usize, mut step: impl FnMut() -> f64) -> Paired {
+        let mut out = Vec::with_capacity(n);
+        let mut before = self.rate_now();
+        while out.len() < n {
+            let block: Vec<f64> = (0..BLOCK.min(n - out.len())).map(|_| step()).collect();
+            let after = self.rate_now();
+            out.extend(block.into_iter().map(|s| (s, 0.5 * (before + after))));
+            before = after;
+        }
+        Paired(out)
     }
 
     fn matmul(&mut self) {
@@ -248,9 +308,10 @@ impl Bench {
         );
     }
 
-    fn trainer_floor<E: gflownet::env::Environment, R: gflownet::env::LogReward<E::State>>(
+    /// The floating-point work of one training step (see the module doc) and
+    /// the states it visits, for the trainer's current policy.
+    fn trainer_flops<E: gflownet::env::Environment, R: gflownet::env::LogReward<E::State>>(
         t: &mut Trainer<E, R>,
-        rate: f64,
     ) -> (f64, f64) {
         // the forward pass over the visited states (made once, while sampling, and
         // kept for training) and its backward (2x), averaged over 8 batches
@@ -262,12 +323,11 @@ impl Bench {
             flops += t.policy.forward_flops(&traj.features) / 8.0;
             rows += traj.n_transitions() as f64 / 8.0;
         }
-        (3.0 * flops / (rate * 1e9), rows)
+        (3.0 * flops, rows)
     }
 
     /// Scenario 1: HyperGrid D=4, H=8, TB squared, 2x256 with a learned P_B head, Adam.
     fn hypergrid(&mut self, objective: &str, batch: usize, to_target: bool) {
-        let rate = self.yardstick();
         let mut cfg = TrainConfig::hypergrid_default(4, 8);
         cfg.batch = batch;
         cfg.objective = objective_from_flags(
@@ -289,36 +349,46 @@ impl Bench {
         for _ in 0..20 {
             t.train_step().unwrap();
         }
-        let mut parts = [vec![], vec![], vec![], vec![], vec![]];
-        let (a0, f0) = (alloc_counts(), minor_faults());
-        for _ in 0..100 {
+        let mut parts = [vec![], vec![], vec![], vec![]];
+        let steps = self.paired(100, || {
             let c = Instant::now();
             t.train_step().unwrap();
             let total = c.elapsed().as_secs_f64();
             let s = t.timings;
-            for (v, x) in parts.iter_mut().zip([total, s.sample, s.loss, s.backward, s.optim]) {
+            for (v, x) in parts.iter_mut().zip([s.sample, s.loss, s.backward, s.optim]) {
                 v.push(x);
             }
+            total
+        });
+        let (flops, _) = Self::trainer_flops(&mut t);
+        // allocations and page faults over the next 100 steps (no yardstick in between)
+        let (a0, f0) = (alloc_counts(), minor_faults());
+        for _ in 0..100 {
+            t.train_step().unwrap();
         }
         let (a1, f1) = (alloc_counts(), minor_faults());
         let per_step = |i: usize| (a1[i] - a0[i]) as f64 / 100.0;
         let faults = (f1 - f0) as f64 / 100.0;
-        let [total, sample, loss, backward, optim] = parts.map(median);
-        let (floor, _) = Self::trainer_floor(&mut t, rate);
+        let [sample, loss, backward, optim] = parts.map(median);
+        let total = steps.secs();
+        let (ratio, (lo, mid, hi)) = (steps.ratio(flops), steps.rates());
+        let floor = flops / (mid * 1e9);
         let mut json = serde_json::json!({"bench": "hypergrid", "ndim": 4, "height": 8, "objective": objective,
             "batch": batch, "ms_per_iter": total * 1e3, "sample_ms": sample * 1e3, "loss_ms": loss * 1e3,
-            "backward_ms": backward * 1e3, "optim_ms": optim * 1e3, "floor_ms": floor * 1e3, "ratio": total / floor,
+            "backward_ms": backward * 1e3, "optim_ms": optim * 1e3, "floor_ms": floor * 1e3, "ratio": ratio,
+            "yardstick_gflops": [lo, mid, hi],
             "allocs_per_step": per_step(0), "alloc_kib_per_step": per_step(1) / 1024.0,
             "allocs_64kib_per_step": per_step(2), "minor_faults_per_step": faults});
         let mut text = format!(
-            "{:.2} ms/iter (sample {:.2}, loss {:.2}, backward {:.2}, optim {:.2}); {:.1}x floor; \
-             per step {:.0} allocations ({:.0} KiB, {:.0} of >= 64 KiB), {:.0} page faults",
+            "{:.2} ms/iter (sample {:.2}, loss {:.2}, backward {:.2}, optim {:.2}); {:.1}x floor \
+             (yardstick {lo:.0}-{hi:.0} GFLOP/s); per step {:.0} allocations ({:.0} KiB, {:.0} of >= 64 KiB), \
+             {:.0} page faults",
             total * 1e3,
             sample * 1e3,
             loss * 1e3,
             backward * 1e3,
             optim * 1e3,
-            total / floor,
+            ratio,
             per_step(0),
             per_step(1) / 1024.0,
             per_step(2),
@@ -361,40 +431,37 @@ impl Bench {
         self.emit(json, format!("hypergrid {objective} b={batch}"), text);
     }
 
-    /// Median seconds of `iters` training steps after 3 warm-up steps, and the floor.
+    /// Median seconds of `iters` training steps after 3 warm-up steps, the
+    /// floor ratio, and the states a step visits.
     fn step_time<E: gflownet::env::Environment, R: gflownet::env::LogReward<E::State>>(
+        &mut self,
         t: &mut Trainer<E, R>,
         iters: usize,
-        rate: f64,
     ) -> (f64, f64, f64) {
         for _ in 0..3 {
             t.train_step().unwrap();
         }
-        let times = (0..iters)
-            .map(|_| {
-                let c = Instant::now();
-                t.train_step().unwrap();
-                c.elapsed().as_secs_f64()
-            })
-            .collect();
-        let (floor, rows) = Self::trainer_floor(t, rate);
-        (median(times), floor, rows)
+        let steps = self.paired(iters, || {
+            let c = Instant::now();
+            t.train_step().unwrap();
+            c.elapsed().as_secs_f64()
+        });
+        let (flops, rows) = Self::trainer_flops(t);
+        (steps.secs(), steps.ratio(flops), rows)
     }
 
     /// Scenario 4: step time against batch and hidden width (HyperGrid, scenario 1's
     /// setup) and against the peptide length (scenario 2's setup), each with its floor.
     fn scaling(&mut self) {
-        let rate = self.yardstick();
-        let point = |b: &mut Self, axis: &str, value: usize, (secs, floor, rows): (f64, f64, f64)| {
+        let point = |b: &mut Self, axis: &str, value: usize, (secs, ratio, rows): (f64, f64, f64)| {
             b.emit(
                 serde_json::json!({"bench": "scaling", "axis": axis, "value": value, "ms_per_iter": secs * 1e3,
-                    "floor_ms": floor * 1e3, "ratio": secs / floor, "rows": rows, "us_per_row": secs * 1e6 / rows}),
+                    "ratio": ratio, "rows": rows, "us_per_row": secs * 1e6 / rows}),
                 format!("scaling {axis}={value}"),
                 format!(
-                    "{:.2} ms/iter, {rows:.0} states, {:.2} us/state; {:.1}x floor",
+                    "{:.2} ms/iter, {rows:.0} states, {:.2} us/state; {ratio:.1}x floor",
                     secs * 1e3,
                     secs * 1e6 / rows,
-                    secs / floor
                 ),
             );
         };
@@ -408,12 +475,12 @@ impl Bench {
         };
         for batch in [16, 32, 64, 128, 256, 512, 1024] {
             let iters = (4096 / batch).clamp(10, 60);
-            let r = Self::step_time(&mut grid(batch, 256), iters, rate);
+            let r = self.step_time(&mut grid(batch, 256), iters);
             point(self, "batch", batch, r);
         }
         for hidden in [64, 128, 256, 512, 1024, 2048] {
             let iters = (8192 / hidden).clamp(10, 60);
-            let r = Self::step_time(&mut grid(16, hidden), iters, rate);
+            let r = self.step_time(&mut grid(16, hidden), iters);
             point(self, "hidden", hidden, r);
         }
         // fixed-length peptides (min = max), so every trajectory has max_len + 1 states
@@ -431,14 +498,13 @@ impl Bench {
                 env: env.clone(),
                 model: Box::new(PeptideReward::new()),
             };
-            let r = Self::step_time(&mut Trainer::new(cfg, env, reward).unwrap(), 15, rate);
+            let r = self.step_time(&mut Trainer::new(cfg, env, reward).unwrap(), 15);
             point(self, "peptide_max_len", max_len, r);
         }
     }
 
     /// Scenario 2: the peptide task, TB, lengths 10-30, MLP 2x256, on-policy, no replay.
     fn peptide(&mut self, batch: usize, threads: usize) -> f64 {
-        let rate = self.yardstick();
         let mut cfg = TrainConfig::peptide_default();
         cfg.batch = batch;
         cfg.replay.kind = ReplayKind::None;
@@ -453,28 +519,28 @@ impl Bench {
         for _ in 0..5 {
             t.train_step().unwrap();
         }
-        let mut times = vec![];
         let mut samples = vec![];
-        for _ in 0..if batch > 128 { 10 } else { 30 } {
+        let steps = self.paired(if batch > 128 { 10 } else { 30 }, || {
             let c = Instant::now();
             t.train_step().unwrap();
-            times.push(c.elapsed().as_secs_f64());
             samples.push(t.timings.sample);
-        }
-        let total = median(times);
-        let sample = median(samples);
-        let (floor, _) = Self::trainer_floor(&mut t, rate);
+            c.elapsed().as_secs_f64()
+        });
+        let (total, sample) = (steps.secs(), median(samples));
+        let (flops, _) = Self::trainer_flops(&mut t);
+        let (ratio, (lo, mid, hi)) = (steps.ratio(flops), steps.rates());
         self.emit(
             serde_json::json!({"bench": "peptide", "batch": batch, "threads": threads, "steps_per_s": 1.0 / total,
                 "trajectories_per_s": batch as f64 / total, "sampled_trajectories_per_s": batch as f64 / sample,
-                "ms_per_step": total * 1e3, "floor_ms": floor * 1e3, "ratio": total / floor}),
+                "ms_per_step": total * 1e3, "floor_ms": flops / (mid * 1e9) * 1e3, "ratio": ratio,
+                "yardstick_gflops": [lo, mid, hi]}),
             format!("peptide TB b={batch} threads={threads}"),
             format!(
-                "{:.1} steps/s, {:.0} traj/s trained, {:.0} traj/s sampled; {:.1}x floor",
+                "{:.1} steps/s, {:.0} traj/s trained, {:.0} traj/s sampled; {ratio:.1}x floor \
+                 (yardstick {lo:.0}-{hi:.0} GFLOP/s)",
                 1.0 / total,
                 batch as f64 / total,
                 batch as f64 / sample,
-                total / floor
             ),
         );
         total
@@ -483,9 +549,12 @@ impl Bench {
 
 fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    let operand =
+        |seed: usize| Array2::from_shape_fn((256, 256), |(i, j)| ((i * 31 + j * 17 + seed) % 13) as f32 * 0.01);
     let mut b = Bench {
         rows: Vec::new(),
         rate: 0.0,
+        operands: (operand(0), operand(5), Array2::zeros((256, 256))),
     };
     let all = what == "all";
     let known = [
