@@ -35,8 +35,34 @@ fn axpy_many<T: Scalar>(terms: &[(T, &[T])], y: &mut [T]) {
     }
 }
 
-/// `out = x · w` (`out` zeroed, `n` columns): each row the sum of the rows of
-/// `w` its nonzeros select, four at a time.
+/// `y = 0 + a[0] x[0] + a[1] x[1] + ...`: the bits of zeroing `y`, then
+/// [`axpy_many`], without the pass that zeroes it or the read of its zeros.
+#[inline(always)]
+fn sum_into<T: Scalar>(terms: &[(T, &[T])], y: &mut [T]) {
+    let (first, rest) = terms.split_at(terms.len().min(4));
+    let zero = T::zero();
+    match *first {
+        [] => y.fill(zero),
+        [(a0, x0)] => y.iter_mut().zip(x0).for_each(|(y, &x0)| *y = zero + a0 * x0),
+        [(a0, x0), (a1, x1)] => y
+            .iter_mut()
+            .zip(x0.iter().zip(x1))
+            .for_each(|(y, (&x0, &x1))| *y = (zero + a0 * x0) + a1 * x1),
+        [(a0, x0), (a1, x1), (a2, x2)] => y
+            .iter_mut()
+            .zip(x0.iter().zip(x1).zip(x2))
+            .for_each(|(y, ((&x0, &x1), &x2))| *y = ((zero + a0 * x0) + a1 * x1) + a2 * x2),
+        [(a0, x0), (a1, x1), (a2, x2), (a3, x3)] => y
+            .iter_mut()
+            .zip(x0.iter().zip(x1).zip(x2.iter().zip(x3)))
+            .for_each(|(y, ((&x0, &x1), (&x2, &x3)))| *y = (((zero + a0 * x0) + a1 * x1) + a2 * x2) + a3 * x3),
+        _ => unreachable!("at most four terms first"),
+    }
+    axpy_many(rest, y);
+}
+
+/// `out = x · w` (`n` columns): each row the sum of the rows of `w` its
+/// nonzeros select, four at a time, from zero.
 #[inline(always)]
 fn rows_times<T: Scalar>(x: &Csr, w: &[T], n: usize, out: &mut [T]) {
     let mut terms = Vec::new();
@@ -48,7 +74,7 @@ fn rows_times<T: Scalar>(x: &Csr, w: &[T], n: usize, out: &mut [T]) {
                 .zip(v)
                 .map(|(&c, &v)| (T::from_f64(v as f64), &w[c as usize * n..(c as usize + 1) * n])),
         );
-        axpy_many(&terms, o);
+        sum_into(&terms, o);
     }
 }
 
@@ -58,7 +84,6 @@ fn rows_times<T: Scalar>(x: &Csr, w: &[T], n: usize, out: &mut [T]) {
 #[inline(always)]
 fn rows_times_resumed<T: Scalar>(x: &Csr, w: &[T], n: usize, out: &mut [T], sums: &mut RowSums<T>, seq: &[usize]) {
     if sums.off {
-        out.fill(T::zero());
         return rows_times(x, w, n, out);
     }
     let (mut tried, mut resumed) = (0, 0);
@@ -377,7 +402,6 @@ impl Csr {
                 }
             }
             None => {
-                o.fill(T::zero());
                 match has_avx2() {
                     // SAFETY: the CPU has AVX2.
                     #[cfg(target_arch = "x86_64")]
