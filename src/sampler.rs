@@ -152,13 +152,18 @@ pub(crate) struct Path<S> {
 }
 
 impl<S> Path<S> {
-    pub fn new(s0: S) -> Self {
+    /// A path from `s0` with room for `steps` transitions in the lists it
+    /// will fill (`log_pb` only under a learned `P_B`, `rows` only when the
+    /// layers' outputs are kept), so that they grow without reallocating.
+    pub fn with_room(s0: S, steps: usize, learned_pb: bool, keep: bool) -> Self {
+        let mut states = Vec::with_capacity(steps + 1);
+        states.push(s0);
         Path {
-            states: vec![s0],
-            actions: Vec::new(),
-            log_pf: Vec::new(),
-            log_pb: Vec::new(),
-            rows: Vec::new(),
+            states,
+            actions: Vec::with_capacity(steps),
+            log_pf: Vec::with_capacity(steps),
+            log_pb: Vec::with_capacity(if learned_pb { steps } else { 0 }),
+            rows: Vec::with_capacity(if keep { steps } else { 0 }),
         }
     }
 }
@@ -247,7 +252,8 @@ impl Sampler {
         };
         let chunks: Vec<&[u64]> = keys.chunks(batch.div_ceil(workers).max(1)).collect();
         let arrays: Vec<Activations> = chunks.iter().map(|ks| policy.arrays(ks.len() * rows, keep)).collect();
-        let work = |ks: &[u64], acts| forward_paths(env, policy, store, seed, ks, explore, keep, acts);
+        let longest = LONGEST.with(std::cell::Cell::get);
+        let work = |ks: &[u64], acts| forward_paths(env, policy, store, seed, ks, explore, keep, acts, longest);
         let parts: Vec<Worked<E::State>> = match chunks.len() {
             0 | 1 => chunks.iter().zip(arrays).map(|(ks, acts)| work(ks, acts)).collect(),
             _ => std::thread::scope(|scope| {
@@ -270,6 +276,8 @@ impl Sampler {
         };
         let paths: Vec<Path<E::State>> = worker_paths.into_iter().flatten().collect();
         let mut t = assemble(env, paths, policy.learned_pb());
+        let most = t.offsets.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+        LONGEST.with(|h| h.set(most));
         if let Some(a) = &activations {
             let per = a.pf.nrows().div_ceil(batch.max(1));
             ROWS_PER_TRAJECTORY.with(|h| h.set(per + per / 4 + 1));
@@ -390,6 +398,9 @@ thread_local! {
     /// more than the last batch sampled from this thread had (a capacity
     /// only; the results never depend on it).
     static ROWS_PER_TRAJECTORY: std::cell::Cell<usize> = const { std::cell::Cell::new(16) };
+    /// The transitions of the longest trajectory of this thread's last
+    /// sampled batch: the room each new path's lists start with.
+    static LONGEST: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Forward trajectories for the given stream keys, all advanced together
@@ -406,10 +417,15 @@ fn forward_paths<E: Environment>(
     explore: Exploration,
     keep: bool,
     mut acts: Activations,
+    longest: usize,
 ) -> Worked<E::State> {
     let a_n = env.n_actions();
     let mut rngs: Vec<_> = keys.iter().map(|&k| rng::keyed(seed, streams::SAMPLE, k)).collect();
-    let mut paths: Vec<Path<E::State>> = keys.iter().map(|_| Path::new(env.initial_state())).collect();
+    let learned_pb = policy.learned_pb();
+    let mut paths: Vec<Path<E::State>> = keys
+        .iter()
+        .map(|_| Path::with_room(env.initial_state(), longest, learned_pb, keep))
+        .collect();
     let mut active: Vec<usize> = (0..keys.len()).collect();
     let mut mask = vec![false; a_n];
     let mut bmask = vec![false; env.n_backward_actions()];
