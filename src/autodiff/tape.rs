@@ -95,12 +95,22 @@ impl<T: Scalar> Tape<T> {
         self.nodes[v.0].requires_grad
     }
 
+    /// `f` of the values of `inputs`, listed on the stack for up to four (an
+    /// op's usual count; not one allocation per op and pass), else in a `Vec`.
+    fn with_values<R>(&self, inputs: &[Var], f: impl FnOnce(&[&Array2<T>]) -> R) -> R {
+        match inputs {
+            [first, ..] if inputs.len() <= 4 => {
+                let mut xs = [&self.values[first.0]; 4];
+                xs.iter_mut().zip(inputs).for_each(|(x, v)| *x = &self.values[v.0]);
+                f(&xs[..inputs.len()])
+            }
+            _ => f(&inputs.iter().map(|v| &self.values[v.0]).collect::<Vec<_>>()),
+        }
+    }
+
     /// Records `op` applied to `inputs`: computes the forward value now.
     pub fn apply<O: Op<T> + 'static>(&mut self, op: O, inputs: &[Var]) -> Var {
-        let value = {
-            let xs: Vec<&Array2<T>> = inputs.iter().map(|v| &self.values[v.0]).collect();
-            op.forward(&xs)
-        };
+        let value = self.with_values(inputs, |xs| op.forward(xs));
         self.record(op, inputs, value)
     }
 
@@ -128,8 +138,7 @@ impl<T: Scalar> Tape<T> {
             let node = &self.nodes[i];
             let Some(op) = &node.op else { continue };
             let Some(g) = grads[i].as_ref() else { continue };
-            let xs: Vec<&Array2<T>> = node.inputs.iter().map(|v| &self.values[v.0]).collect();
-            let input_grads = op.backward(&xs, &self.values[i], g);
+            let input_grads = self.with_values(&node.inputs, |xs| op.backward(xs, &self.values[i], g));
             debug_assert_eq!(
                 input_grads.len(),
                 node.inputs.len(),
