@@ -107,6 +107,12 @@ fn rows_times_resumed<T: Scalar>(x: &Csr, w: &[T], n: usize, out: &mut [T], sums
                 0
             }
         };
+        if last_c.capacity() == 0 {
+            // a sequence's rows grow an entry at a time: room for
+            // `ROW_ROOM` at once rather than a reallocation per doubling
+            last_c.reserve(ROW_ROOM.max(c.len()));
+            last_v.reserve(ROW_ROOM.max(c.len()));
+        }
         terms.clear();
         terms.extend(
             c[from..]
@@ -248,6 +254,10 @@ pub(crate) fn has_avx2() -> bool {
 /// after one more residue) adds only the new entries
 /// ([`Csr::matmul_into`]). The product adds a row's terms one after the
 /// other, so resuming from the last row's sum gives the bits of the whole.
+/// Entries a sequence's kept row has room for when it starts (a peptide of
+/// up to 64 residues grows in place).
+const ROW_ROOM: usize = 64;
+
 #[derive(Clone, Debug)]
 pub struct RowSums<T> {
     /// `[sequences, width]`, row-major.
