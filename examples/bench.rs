@@ -529,15 +529,21 @@ impl Bench {
         let (total, sample) = (steps.secs(), median(samples));
         let (flops, _) = Self::trainer_flops(&mut t);
         let (ratio, (lo, mid, hi)) = (steps.ratio(flops), steps.rates());
+        // allocations over 5 further steps (no yardstick in between)
+        let a0 = alloc_counts();
+        for _ in 0..5 {
+            t.train_step().unwrap();
+        }
+        let allocs = (alloc_counts()[0] - a0[0]) as f64 / 5.0;
         self.emit(
             serde_json::json!({"bench": "peptide", "batch": batch, "threads": threads, "steps_per_s": 1.0 / total,
                 "trajectories_per_s": batch as f64 / total, "sampled_trajectories_per_s": batch as f64 / sample,
                 "ms_per_step": total * 1e3, "floor_ms": flops / (mid * 1e9) * 1e3, "ratio": ratio,
-                "yardstick_gflops": [lo, mid, hi]}),
+                "yardstick_gflops": [lo, mid, hi], "allocs_per_step": allocs}),
             format!("peptide TB b={batch} threads={threads}"),
             format!(
                 "{:.1} steps/s, {:.0} traj/s trained, {:.0} traj/s sampled; {ratio:.1}x floor \
-                 (yardstick {lo:.0}-{hi:.0} GFLOP/s)",
+                 (yardstick {lo:.0}-{hi:.0} GFLOP/s); {allocs:.0} allocations per step",
                 1.0 / total,
                 batch as f64 / total,
                 batch as f64 / sample,
