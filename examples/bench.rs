@@ -180,7 +180,7 @@ impl Bench {
     }
 
     /// The yardstick's GFLOP/s now: the median of five products (a few ms;
-    /// into an array made once, so that the measurement allocates nothing).
+    /// into an array made once, not a fresh 256 KiB output each).
     fn rate_now(&mut self) -> f64 {
         let (a, b, out) = &mut self.operands;
         let secs = (0..5)

@@ -399,7 +399,8 @@ thread_local! {
     /// only; the results never depend on it).
     static ROWS_PER_TRAJECTORY: std::cell::Cell<usize> = const { std::cell::Cell::new(16) };
     /// The transitions of the longest trajectory of this thread's last
-    /// sampled batch: the room each new path's lists start with.
+    /// sampled batch: the room each new path's lists start with (a capacity
+    /// only; the results never depend on it).
     static LONGEST: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 

@@ -247,6 +247,10 @@ pub(crate) fn has_avx2() -> bool {
     false
 }
 
+/// Entries a sequence's kept row has room for when it starts (a peptide of
+/// up to 64 residues grows in place).
+const ROW_ROOM: usize = 64;
+
 /// The last row of each of several sequences of rows (the sampler's
 /// trajectories, one state after the other) and its product with the first
 /// layer's weights `W`, so that the product of a row that extends its
@@ -254,10 +258,6 @@ pub(crate) fn has_avx2() -> bool {
 /// after one more residue) adds only the new entries
 /// ([`Csr::matmul_into`]). The product adds a row's terms one after the
 /// other, so resuming from the last row's sum gives the bits of the whole.
-/// Entries a sequence's kept row has room for when it starts (a peptide of
-/// up to 64 residues grows in place).
-const ROW_ROOM: usize = 64;
-
 #[derive(Clone, Debug)]
 pub struct RowSums<T> {
     /// `[sequences, width]`, row-major.
