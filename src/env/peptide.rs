@@ -155,13 +155,17 @@ impl Environment for Peptide {
         mask[self.stop()] = !s.done && n >= self.min_len;
     }
     fn step(&self, s: &PeptideState, a: usize) -> PeptideState {
-        let mut next = s.clone();
         if a == self.stop() {
-            next.done = true;
-        } else {
-            next.residues.push(a as u8);
+            return PeptideState {
+                residues: s.residues.clone(),
+                done: true,
+            };
         }
-        next
+        // one allocation of the final size (a clone, then a push, made two)
+        let mut residues = Vec::with_capacity(s.residues.len() + 1);
+        residues.extend_from_slice(&s.residues);
+        residues.push(a as u8);
+        PeptideState { residues, done: false }
     }
     fn backward_mask(&self, s: &PeptideState, mask: &mut [bool]) {
         mask[0] = !s.residues.is_empty();
