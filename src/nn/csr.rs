@@ -94,8 +94,7 @@ fn rows_times_resumed<T: Scalar>(x: &Csr, w: &[T], n: usize, out: &mut [T], sums
         let (last_c, last_v) = &mut sums.rows[s];
         let sum = &mut sums.sums[s * n..(s + 1) * n];
         let k = last_c.len();
-        let extends =
-            k <= c.len() && last_c[..] == c[..k] && last_v.iter().zip(v).all(|(a, b)| a.to_bits() == b.to_bits());
+        let extends = starts_with((c, v), (last_c, last_v));
         tried += (k > 0) as usize;
         resumed += (k > 0 && extends) as usize;
         let from = match extends {
@@ -130,16 +129,18 @@ fn rows_times_resumed<T: Scalar>(x: &Csr, w: &[T], n: usize, out: &mut [T], sums
     sums.off = tried > 0 && resumed == 0;
 }
 
-/// Whether row `r` of `x` extends row `r - 1`: starts with that row's
-/// entries (columns and values, bit for bit), then has none or more.
+/// Whether the row `(columns, values)` starts with the entries of `prefix`
+/// (columns and values, bit for bit), then has none or more: it extends that row.
 #[inline(always)]
-fn extends_previous(x: &Csr, r: usize) -> bool {
-    if r == 0 {
-        return false;
-    }
-    let ((pc, pv), (c, v)) = (x.row(r - 1), x.row(r));
+fn starts_with((c, v): (&[u32], &[f32]), (pc, pv): (&[u32], &[f32])) -> bool {
     let k = pc.len();
     k <= c.len() && pc == &c[..k] && pv.iter().zip(v).all(|(a, b)| a.to_bits() == b.to_bits())
+}
+
+/// Whether row `r` of `x` extends row `r - 1` ([`starts_with`]).
+#[inline(always)]
+fn extends_previous(x: &Csr, r: usize) -> bool {
+    r > 0 && starts_with(x.row(r), x.row(r - 1))
 }
 
 /// `out = xᵀ · g` (`out` zeroed, `n` columns), row `at[r]` of `g` (row `r`
