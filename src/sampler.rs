@@ -9,6 +9,7 @@ use ndarray::Array2;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
+use crate::autodiff::ops::log_prob_given;
 use crate::env::Environment;
 use crate::error::{in_range, positive_finite, Result};
 use crate::nn::{Csr, ParamStore};
@@ -578,12 +579,6 @@ fn row_logsumexp(logits: &[f32], mask: &[bool]) -> f64 {
 /// `log softmax(logits)[a]` over the valid actions, in f64 then rounded.
 fn log_prob(logits: &[f32], mask: &[bool], a: usize) -> f32 {
     log_prob_given(logits[a], row_logsumexp(logits, mask))
-}
-
-/// `logit - lse` in f64, rounded once: the tape's masked log-softmax computes
-/// it the same way, so training's `log P_F` are the recorded ones bit for bit.
-fn log_prob_given(logit: f32, lse: f64) -> f32 {
-    (logit as f64 - lse) as f32
 }
 
 /// `log P_B(s_{k-1} | s_k)` of a path's transition `k - 1` (`k >= 1`), from the

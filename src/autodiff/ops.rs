@@ -524,14 +524,17 @@ fn masked_log_softmax<T: Scalar>(op: &str, x: &Array2<T>, mask: &Array2<bool>, l
                 .unwrap_or_else(|| panic!("{op}: row {i} has no valid entry")),
         };
         for ((o, &v), &m) in o.iter_mut().zip(xr.iter()).zip(mr.iter()) {
-            *o = if m {
-                T::from_f64(v.to_f64() - lse)
-            } else {
-                T::neg_infinity()
-            };
+            *o = if m { log_prob_given(v, lse) } else { T::neg_infinity() };
         }
     }
     out
+}
+
+/// `logit - lse` in `f64`, rounded once: the one place where both the
+/// sampler's recorded `log P_F` and [`MaskedLogSoftmax`] round it, so that
+/// training's are the sampler's bit for bit.
+pub(crate) fn log_prob_given<T: Scalar>(logit: T, lse: f64) -> T {
+    T::from_f64(logit.to_f64() - lse)
 }
 
 /// `log sum_{j valid} exp(x_j)`, or `None` when no entry is valid.
