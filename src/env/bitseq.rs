@@ -46,6 +46,15 @@ pub struct BitSequence {
 }
 
 impl BitSequence {
+    /// Forward action `a` applied to `s` in place.
+    fn apply(&self, s: &mut BitSequenceState, a: usize) {
+        if a == self.stop() {
+            s.done = true;
+        } else {
+            s.words[a / self.words()] = Some((a % self.words()) as u16);
+        }
+    }
+
     /// `n` in `[k, 128]` divisible by `k`, `k` in `[2, 16]`.
     pub fn new(n: usize, k: usize) -> Result<Self> {
         if !(2..=16).contains(&k) {
@@ -125,12 +134,13 @@ impl Environment for BitSequence {
     }
     fn step(&self, s: &BitSequenceState, a: usize) -> BitSequenceState {
         let mut next = s.clone();
-        if a == self.stop() {
-            next.done = true;
-        } else {
-            next.words[a / self.words()] = Some((a % self.words()) as u16);
-        }
+        self.apply(&mut next, a);
         next
+    }
+    fn step_into(&self, s: &BitSequenceState, a: usize, next: &mut BitSequenceState) {
+        next.words.clone_from(&s.words);
+        next.done = s.done;
+        self.apply(next, a);
     }
     fn backward_mask(&self, s: &BitSequenceState, mask: &mut [bool]) {
         for (m, w) in mask.iter_mut().zip(&s.words) {

@@ -24,6 +24,15 @@ pub struct HyperGrid {
 }
 
 impl HyperGrid {
+    /// Forward action `a` applied to `s` in place.
+    fn apply(&self, s: &mut HyperGridState, a: usize) {
+        if a == self.ndim {
+            s.done = true;
+        } else {
+            s.coords[a] += 1;
+        }
+    }
+
     pub fn new(ndim: usize, height: usize) -> Result<Self> {
         if !(1..=16).contains(&ndim) {
             return Err(Error::config("ndim", format!("must be in [1, 16], got {ndim}")));
@@ -72,12 +81,13 @@ impl Environment for HyperGrid {
     }
     fn step(&self, s: &HyperGridState, a: usize) -> HyperGridState {
         let mut next = s.clone();
-        if a == self.ndim {
-            next.done = true;
-        } else {
-            next.coords[a] += 1;
-        }
+        self.apply(&mut next, a);
         next
+    }
+    fn step_into(&self, s: &HyperGridState, a: usize, next: &mut HyperGridState) {
+        next.coords.clone_from(&s.coords);
+        next.done = s.done;
+        self.apply(next, a);
     }
     fn backward_mask(&self, s: &HyperGridState, mask: &mut [bool]) {
         for (m, &c) in mask.iter_mut().zip(&s.coords) {

@@ -47,6 +47,12 @@ pub trait Environment: Send + Sync {
     fn forward_mask(&self, s: &Self::State, mask: &mut [bool]);
     /// The state reached from `s` by the valid forward action `a`.
     fn step(&self, s: &Self::State, a: usize) -> Self::State;
+    /// [`Environment::step`] into `next`, whose old value is overwritten.
+    /// The sampler calls it for every transition, with a `next` it no longer
+    /// needs: override it to reuse `next`'s allocations.
+    fn step_into(&self, s: &Self::State, a: usize, next: &mut Self::State) {
+        *next = self.step(s, a);
+    }
 
     /// Writes which backward actions are valid in the non-initial, non-terminal `s`.
     fn backward_mask(&self, s: &Self::State, mask: &mut [bool]);

@@ -167,6 +167,17 @@ impl Environment for Peptide {
         residues.push(a as u8);
         PeptideState { residues, done: false }
     }
+    fn step_into(&self, s: &PeptideState, a: usize, next: &mut PeptideState) {
+        // room for the longest peptide at once: the sampler hands this
+        // state's allocation on from transition to transition
+        next.residues.clear();
+        next.residues.reserve_exact(self.max_len.max(s.residues.len()));
+        next.residues.extend_from_slice(&s.residues);
+        next.done = a == self.stop();
+        if !next.done {
+            next.residues.push(a as u8);
+        }
+    }
     fn backward_mask(&self, s: &PeptideState, mask: &mut [bool]) {
         mask[0] = !s.residues.is_empty();
     }
