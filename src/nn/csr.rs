@@ -61,20 +61,38 @@ fn sum_into<T: Scalar>(terms: &[(T, &[T])], y: &mut [T]) {
     axpy_many(rest, y);
 }
 
+/// The term `v · w[c]` of a sparse row's entry `(c, v)`, as a factor and a row of `w`.
+#[inline(always)]
+fn term<T: Scalar>(c: u32, v: f32, w: &[T], n: usize) -> (T, &[T]) {
+    (T::from_f64(v as f64), &w[c as usize * n..(c as usize + 1) * n])
+}
+
+/// `y = 0 + Σ v_j w[c_j]` over the sparse row `(c, v)` (`y += …` with `add`),
+/// four terms at a time as [`sum_into`] and [`axpy_many`] group them, from
+/// a buffer on the stack.
+#[inline(always)]
+fn add_row<T: Scalar>((c, v): (&[u32], &[f32]), w: &[T], n: usize, y: &mut [T], add: bool) {
+    let mut buf: [(T, &[T]); 4] = [(T::zero(), &[]); 4];
+    let mut j = 0;
+    while j < c.len() || (j == 0 && !add) {
+        let m = (c.len() - j).min(4);
+        for (q, t) in buf[..m].iter_mut().enumerate() {
+            *t = term(c[j + q], v[j + q], w, n);
+        }
+        match j == 0 && !add {
+            true => sum_into(&buf[..m], y),
+            false => axpy_many(&buf[..m], y),
+        }
+        j += m.max(1);
+    }
+}
+
 /// `out = x · w` (`n` columns): each row the sum of the rows of `w` its
 /// nonzeros select, four at a time, from zero.
 #[inline(always)]
 fn rows_times<T: Scalar>(x: &Csr, w: &[T], n: usize, out: &mut [T]) {
-    let mut terms = Vec::new();
     for (r, o) in out.chunks_exact_mut(n.max(1)).enumerate() {
-        let (c, v) = x.row(r);
-        terms.clear();
-        terms.extend(
-            c.iter()
-                .zip(v)
-                .map(|(&c, &v)| (T::from_f64(v as f64), &w[c as usize * n..(c as usize + 1) * n])),
-        );
-        sum_into(&terms, o);
+        add_row(x.row(r), w, n, o, false);
     }
 }
 
@@ -87,42 +105,31 @@ fn rows_times_resumed<T: Scalar>(x: &Csr, w: &[T], n: usize, out: &mut [T], sums
         return rows_times(x, w, n, out);
     }
     let (mut tried, mut resumed) = (0, 0);
-    let mut terms = Vec::new();
     for (r, o) in out.chunks_exact_mut(n.max(1)).enumerate() {
         let (c, v) = x.row(r);
         let s = seq[r];
-        let (last_c, last_v) = &mut sums.rows[s];
-        let sum = &mut sums.sums[s * n..(s + 1) * n];
-        let k = last_c.len();
-        let extends = starts_with((c, v), (last_c, last_v));
+        let k = sums.lens[s];
+        let at = s * sums.room;
+        let extends = starts_with((c, v), (&sums.cols[at..at + k], &sums.vals[at..at + k]));
         tried += (k > 0) as usize;
         resumed += (k > 0 && extends) as usize;
+        let sum = &mut sums.sums[s * n..(s + 1) * n];
         let from = match extends {
             true => k,
             false => {
                 sum.fill(T::zero());
-                last_c.clear();
-                last_v.clear();
                 0
             }
         };
-        if last_c.capacity() == 0 {
-            // a sequence's rows grow an entry at a time: room for
-            // `ROW_ROOM` at once rather than a reallocation per doubling
-            last_c.reserve(ROW_ROOM.max(c.len()));
-            last_v.reserve(ROW_ROOM.max(c.len()));
-        }
-        terms.clear();
-        terms.extend(
-            c[from..]
-                .iter()
-                .zip(&v[from..])
-                .map(|(&c, &v)| (T::from_f64(v as f64), &w[c as usize * n..(c as usize + 1) * n])),
-        );
-        axpy_many(&terms, sum);
+        add_row((&c[from..], &v[from..]), w, n, sum, true);
         o.copy_from_slice(sum);
-        last_c.extend_from_slice(&c[from..]);
-        last_v.extend_from_slice(&v[from..]);
+        if c.len() > sums.room {
+            sums.make_room(c.len());
+        }
+        let at = s * sums.room;
+        sums.cols[at + from..at + c.len()].copy_from_slice(&c[from..]);
+        sums.vals[at + from..at + c.len()].copy_from_slice(&v[from..]);
+        sums.lens[s] = c.len();
     }
     // rows that never extend their last ones (a HyperGrid state changes a
     // coordinate's entry): stop keeping them, which only costs copies
@@ -248,8 +255,9 @@ pub(crate) fn has_avx2() -> bool {
     false
 }
 
-/// Entries a sequence's kept row has room for when it starts (a peptide of
-/// up to 64 residues grows in place).
+/// Entries a sequence's kept row has room for at first (a peptide of up
+/// to 64 residues): one list holds every sequence's row, each in a slot
+/// this long, so that keeping rows allocates nothing per row.
 const ROW_ROOM: usize = 64;
 
 /// The last row of each of several sequences of rows (the sampler's
@@ -263,7 +271,11 @@ const ROW_ROOM: usize = 64;
 pub struct RowSums<T> {
     /// `[sequences, width]`, row-major.
     sums: Vec<T>,
-    rows: Vec<(Vec<u32>, Vec<f32>)>,
+    /// Sequence `s`'s last row: `lens[s]` entries from `s * room` on.
+    cols: Vec<u32>,
+    vals: Vec<f32>,
+    lens: Vec<usize>,
+    room: usize,
     /// Set once a product found earlier rows but none that its rows extend:
     /// the rows are then multiplied whole and not kept.
     off: bool,
@@ -274,19 +286,42 @@ impl<T: Scalar> RowSums<T> {
     pub fn new(sequences: usize, width: usize) -> Self {
         RowSums {
             sums: vec![T::zero(); sequences * width],
-            rows: vec![(Vec::new(), Vec::new()); sequences],
+            cols: vec![0; sequences * ROW_ROOM],
+            vals: vec![0.0; sequences * ROW_ROOM],
+            lens: vec![0; sequences],
+            room: ROW_ROOM,
             off: false,
         }
     }
+
+    /// Slots of at least `entries` entries (twice as long as before, or more).
+    fn make_room(&mut self, entries: usize) {
+        let room = entries.max(2 * self.room);
+        let mut cols = vec![0; self.lens.len() * room];
+        let mut vals = vec![0.0; self.lens.len() * room];
+        for (s, &k) in self.lens.iter().enumerate() {
+            let (from, to) = (s * self.room, s * room);
+            cols[to..to + k].copy_from_slice(&self.cols[from..from + k]);
+            vals[to..to + k].copy_from_slice(&self.vals[from..from + k]);
+        }
+        (self.cols, self.vals, self.room) = (cols, vals, room);
+    }
 }
 
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Csr {
     pub ncols: usize,
     /// `nrows + 1` rising offsets into `indices` / `values`.
     pub offsets: Vec<usize>,
     pub indices: Vec<u32>,
     pub values: Vec<f32>,
+}
+
+/// No rows and no columns.
+impl Default for Csr {
+    fn default() -> Self {
+        Csr::new(0)
+    }
 }
 
 impl Csr {
@@ -399,10 +434,10 @@ impl Csr {
             Some((sums, seq)) => {
                 assert!(
                     seq.len() == self.nrows()
-                        && seq.iter().all(|&s| s < sums.rows.len())
-                        && sums.sums.len() == sums.rows.len() * n,
+                        && seq.iter().all(|&s| s < sums.lens.len())
+                        && sums.sums.len() == sums.lens.len() * n,
                     "sparse matmul: rows of sequences {seq:?}, sums for {} sequences of {} values, width {n}",
-                    sums.rows.len(),
+                    sums.lens.len(),
                     sums.sums.len()
                 );
                 match has_avx2() {
