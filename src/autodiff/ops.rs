@@ -700,7 +700,12 @@ impl<T: Scalar> Op<T> for SegmentSum {
         let mut out = Array2::zeros((self.offsets.len() - 1, a.ncols()));
         for (s, w) in self.offsets.windows(2).enumerate() {
             let mut row = out.row_mut(s);
-            row += &a.slice(s![w[0]..w[1], ..]).sum_axis(Axis(0));
+            match a.is_standard_layout() {
+                // `sum_axis` adds the rows one after the other, from zero,
+                // here without a temporary per segment: the same bits
+                true => a.slice(s![w[0]..w[1], ..]).rows().into_iter().for_each(|r| row += &r),
+                false => row += &a.slice(s![w[0]..w[1], ..]).sum_axis(Axis(0)),
+            }
         }
         out
     }
@@ -766,5 +771,37 @@ mod tests {
             .iter()
             .zip(&reference)
             .all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+
+    #[test]
+    fn segment_sums_add_the_rows_in_order_as_sum_axis_does() {
+        let a = Array2::from_shape_fn((23, 5), |(i, j)| {
+            let v = ((i * 5 + j * 7) % 13) as f32 * 10f32.powi((i % 5) as i32 - 2);
+            if (i + j) % 3 == 0 {
+                -v
+            } else {
+                v
+            }
+        });
+        let op = SegmentSum {
+            offsets: vec![0, 0, 1, 9, 9, 17, 23],
+        };
+        for x in [a.clone(), {
+            let mut f = Array2::zeros(a.raw_dim().f());
+            f.assign(&a);
+            f
+        }] {
+            let ours = Op::<f32>::forward(&op, &[&x]);
+            for (s, w) in op.offsets.windows(2).enumerate() {
+                let reference = x.slice(s![w[0]..w[1], ..]).sum_axis(Axis(0));
+                let row = ours.row(s);
+                assert!(
+                    row.iter()
+                        .zip(&reference)
+                        .all(|(a, b)| (0.0 + b).to_bits() == a.to_bits()),
+                    "segment {s}"
+                );
+            }
+        }
     }
 }
