@@ -476,21 +476,15 @@ impl Policy {
                 None => Input::Sparse(x),
             }
         }
-        fn views(layers: &mut [Array2<f32>], at: usize, n: usize) -> Vec<ndarray::ArrayViewMut2<'_, f32>> {
-            layers
-                .iter_mut()
-                .map(|a| a.slice_mut(ndarray::s![at..at + n, ..]))
-                .collect()
-        }
         let rows = || ndarray::s![at..at + x.nrows(), ..];
         let (trunk_sums, aux_sums, seq) = match running {
             Some((r, seq)) => (Some(&mut r.trunk), r.aux.as_mut(), seq),
             None => (None, None, &[][..]),
         };
         self.trunk
-            .infer_into(store, input(x, trunk_sums, seq), views(&mut acts.trunk, at, x.nrows()));
+            .infer_into(store, input(x, trunk_sums, seq), &mut acts.trunk, at);
         if let (Some(m), Some(aux)) = (&self.aux_trunk, acts.aux.as_mut()) {
-            m.infer_into(store, input(x, aux_sums, seq), views(aux, at, x.nrows()));
+            m.infer_into(store, input(x, aux_sums, seq), aux, at);
         }
         let h = acts.trunk.last().expect("a layer").slice(rows());
         let h_aux = acts

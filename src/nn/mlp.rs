@@ -2,7 +2,7 @@
 
 use rand::Rng;
 
-use ndarray::{Array2, ArrayViewMut2};
+use ndarray::Array2;
 
 use super::{Bound, Csr, Init, Input, Linear, ParamStore};
 use crate::autodiff::{Tape, Var};
@@ -117,17 +117,19 @@ impl Mlp {
         let mut out: Vec<Array2<T>> = (self.layers.iter())
             .map(|l| crate::autodiff::pool::scratch((x.nrows(), l.fan_out)))
             .collect();
-        self.infer_into(store, x, out.iter_mut().map(|a| a.view_mut()).collect());
+        self.infer_into(store, x, &mut out, 0);
         out
     }
 
-    /// [`Mlp::infer_layers`] into `out`, one `[rows, width]` row-major view per layer.
-    pub fn infer_into<T: Scalar>(&self, store: &ParamStore<T>, x: Input<'_, T>, mut out: Vec<ArrayViewMut2<'_, T>>) {
+    /// [`Mlp::infer_layers`] into rows `at..` of `out`, one row-major array per layer.
+    pub fn infer_into<T: Scalar>(&self, store: &ParamStore<T>, x: Input<'_, T>, out: &mut [Array2<T>], at: usize) {
         assert_eq!(out.len(), self.layers.len(), "Mlp::infer_into: one output per layer");
-        self.layers[0].infer_into(store, x, self.act(0), out[0].view_mut());
+        let rows = ndarray::s![at..at + x.nrows(), ..];
+        self.layers[0].infer_into(store, x, self.act(0), out[0].slice_mut(rows));
         for i in 1..self.layers.len() {
             let (done, rest) = out.split_at_mut(i);
-            self.layers[i].infer_into(store, Input::Dense(done[i - 1].view()), self.act(i), rest[0].view_mut());
+            let h = Input::Dense(done[i - 1].slice(rows));
+            self.layers[i].infer_into(store, h, self.act(i), rest[0].slice_mut(rows));
         }
     }
 
