@@ -75,9 +75,7 @@ impl CpuStep {
         let (a_n, d) = (env.n_actions(), env.feature_dim());
         let base = self.drawn;
         self.drawn += batch as u64;
-        let mut paths: Vec<Path<E::State>> = (0..batch)
-            .map(|_| Path::with_room(env.initial_state(), 0, false, false))
-            .collect();
+        let mut paths: Vec<Path<E::State>> = (0..batch).map(|_| Path::new(env.initial_state())).collect();
         let mut active: Vec<usize> = (0..batch).collect();
         let mut mask = vec![false; a_n];
         let mut step = 0u32;

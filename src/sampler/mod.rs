@@ -16,6 +16,11 @@ use crate::nn::{Csr, ParamStore};
 use crate::policy::{Activations, Policy};
 use crate::rng::{self, streams};
 
+mod drawn;
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+pub(crate) use drawn::{assemble, Path};
+use drawn::{in_trajectory_order, Drawn};
+
 /// Off-policy exploration for forward sampling.
 ///
 /// Actions are drawn from `(1 - epsilon) * softmax(logits / temperature) +
@@ -141,34 +146,6 @@ impl<S> Trajectories<S> {
     }
 }
 
-/// One trajectory under construction.
-pub(crate) struct Path<S> {
-    pub states: Vec<S>,
-    pub actions: Vec<usize>,
-    pub log_pf: Vec<f32>,
-    /// Under a learned `P_B` only: `log P_B(s_k | s_{k+1})` per transition (0 for the terminating one).
-    pub log_pb: Vec<f32>,
-    /// Where each transition's layer outputs were kept: a row of its worker's arrays.
-    pub rows: Vec<usize>,
-}
-
-impl<S> Path<S> {
-    /// A path from `s0` with room for `steps` transitions in the lists it
-    /// will fill (`log_pb` only under a learned `P_B`, `rows` only when the
-    /// layers' outputs are kept), so that they grow without reallocating.
-    pub fn with_room(s0: S, steps: usize, learned_pb: bool, keep: bool) -> Self {
-        let mut states = Vec::with_capacity(steps + 1);
-        states.push(s0);
-        Path {
-            states,
-            actions: Vec::with_capacity(steps),
-            log_pf: Vec::with_capacity(steps),
-            log_pb: Vec::with_capacity(if learned_pb { steps } else { 0 }),
-            rows: Vec::with_capacity(if keep { steps } else { 0 }),
-        }
-    }
-}
-
 /// Draws trajectories from a policy.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Sampler {
@@ -245,21 +222,24 @@ impl Sampler {
         let keys: Vec<u64> = (first..first + batch as u64).collect();
         let seed = self.seed;
         // each worker's arrays come from this thread's buffer pool and go back
-        // to it (a worker thread's own pool ends with the thread), with room
-        // for as many rows per trajectory as the last batch had, and a quarter
-        let rows = match keep {
-            true => ROWS_PER_TRAJECTORY.with(std::cell::Cell::get),
-            false => 1,
-        };
+        // to it (a worker thread's own pool ends with the thread), as do the
+        // lists it draws into, with room for as many rows per trajectory as
+        // the last batch had, and a quarter
+        let per = ROWS_PER_TRAJECTORY.with(std::cell::Cell::get);
         let chunks: Vec<&[u64]> = keys.chunks(batch.div_ceil(workers).max(1)).collect();
-        let arrays: Vec<Activations> = chunks.iter().map(|ks| policy.arrays(ks.len() * rows, keep)).collect();
-        let longest = LONGEST.with(std::cell::Cell::get);
-        let work = |ks: &[u64], acts| forward_paths(env, policy, store, seed, ks, explore, keep, acts, longest);
+        let work: Vec<(Activations, Drawn)> = (chunks.iter())
+            .map(|ks| {
+                let mut drawn = DRAWN.with(|d| d.borrow_mut().pop()).unwrap_or_default();
+                drawn.reset(env, ks.len(), ks.len() * per);
+                (policy.arrays(ks.len() * if keep { per } else { 1 }, keep), drawn)
+            })
+            .collect();
+        let run = |ks: &[u64], (acts, drawn)| forward_paths(env, policy, store, seed, ks, explore, keep, acts, drawn);
         let parts: Vec<Worked<E::State>> = match chunks.len() {
-            0 | 1 => chunks.iter().zip(arrays).map(|(ks, acts)| work(ks, acts)).collect(),
+            0 | 1 => chunks.iter().zip(work).map(|(ks, w)| run(ks, w)).collect(),
             _ => std::thread::scope(|scope| {
-                let handles: Vec<_> = (chunks.iter().zip(arrays))
-                    .map(|(&ks, acts)| scope.spawn(move || work(ks, acts)))
+                let handles: Vec<_> = (chunks.iter().zip(work))
+                    .map(|(&ks, w)| scope.spawn(move || run(ks, w)))
                     .collect();
                 handles
                     .into_iter()
@@ -267,23 +247,25 @@ impl Sampler {
                     .collect()
             }),
         };
-        let (worker_paths, kept): (Vec<_>, Vec<_>) = parts.into_iter().map(|(p, a, s)| (p, (a, s))).unzip();
-        let activations = match keep && !kept.is_empty() {
-            true => Some(in_step_order(kept, &worker_paths)),
+        let mut drawn = Vec::with_capacity(parts.len());
+        let mut terminals = Vec::with_capacity(batch);
+        let mut kept = Vec::with_capacity(parts.len());
+        for w in parts {
+            drawn.push(w.drawn);
+            terminals.extend(w.terminals);
+            kept.push((w.acts, w.steps));
+        }
+        let (mut t, orders) = in_trajectory_order(env, &drawn, terminals, policy.learned_pb());
+        DRAWN.with(|d| d.borrow_mut().extend(drawn));
+        t.activations = match keep && !kept.is_empty() {
+            true => Some(in_step_order(kept, &orders)),
             false => {
                 kept.into_iter().for_each(|(a, _)| a.give_back());
                 None
             }
         };
-        let paths: Vec<Path<E::State>> = worker_paths.into_iter().flatten().collect();
-        let mut t = assemble(env, paths, policy.learned_pb());
-        let most = t.offsets.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
-        LONGEST.with(|h| h.set(most));
-        if let Some(a) = &activations {
-            let per = a.pf.nrows().div_ceil(batch.max(1));
-            ROWS_PER_TRAJECTORY.with(|h| h.set(per + per / 4 + 1));
-        }
-        t.activations = activations;
+        let per = t.n_transitions().div_ceil(batch.max(1));
+        ROWS_PER_TRAJECTORY.with(|h| h.set(per + per / 4 + 1));
         t
     }
 
@@ -303,7 +285,7 @@ impl Sampler {
         self.drawn += terminals.len() as u64;
         let mut bmask = vec![false; b_n];
         let mut probs = vec![0f64; b_n];
-        let paths: Vec<Path<E::State>> = terminals
+        let paths: Vec<(Vec<E::State>, Vec<usize>)> = terminals
             .iter()
             .zip(rngs.iter_mut())
             .map(|(x, rng)| {
@@ -339,76 +321,69 @@ impl Sampler {
                 }
                 rev_states.reverse();
                 rev_actions.reverse();
-                Path {
-                    states: rev_states,
-                    actions: rev_actions,
-                    log_pf: Vec::new(),
-                    log_pb: Vec::new(),
-                    rows: Vec::new(),
-                }
+                (rev_states, rev_actions)
             })
             .collect();
         // log P_F (and a learned log P_B) of the replayed transitions under the
         // current policy, in one batched pass over their source states
-        let mut paths = paths;
-        let mut x = Csr::new(env.feature_dim());
-        for p in &paths {
-            p.states[..p.actions.len()]
-                .iter()
-                .for_each(|s| env.encode_sparse(s, &mut x));
+        let mut drawn = DRAWN.with(|d| d.borrow_mut().pop()).unwrap_or_default();
+        drawn.reset(env, paths.len(), paths.iter().map(|(_, a)| a.len()).sum());
+        let mut terminals = Vec::with_capacity(paths.len());
+        for (i, (mut states, actions)) in paths.into_iter().enumerate() {
+            drawn.push_path(env, i, &states, &actions, &[], &[]);
+            terminals.push(states.pop().expect("a path ends in its terminal state"));
         }
-        let mut acts = policy.activations(store, &x);
-        let (logits, pb_logits) = (&acts.pf, &acts.pb);
-        let mut mask = vec![false; env.n_actions()];
-        let mut lse = Vec::with_capacity(logits.nrows());
-        let mut r = 0;
-        for p in paths.iter_mut() {
-            let n = p.actions.len();
-            for (k, &a) in p.actions.iter().enumerate() {
-                env.forward_mask(&p.states[k], &mut mask);
-                let row = logits.row(r + k);
-                let row = row.as_slice().unwrap();
-                lse.push(row_logsumexp(row, &mask));
-                p.log_pf.push(log_prob_given(row[a], lse[r + k]));
+        let mut acts = policy.activations(store, &drawn.features);
+        let mut lse = Vec::with_capacity(drawn.rows());
+        for r in 0..drawn.rows() {
+            let (row, mask) = (acts.pf.row(r), drawn.forward_mask(r));
+            let row = row.as_slice().unwrap();
+            lse.push(row_logsumexp(row, mask));
+            drawn.log_pf[r] = log_prob_given(row[drawn.actions[r]], lse[r]);
+            if let (Some(pb), false) = (&acts.pb, drawn.starts(r)) {
+                // P_B(s_{k-1} | s_k) is read at the row of s_k (at s_0: unused)
+                let lp = log_prob(
+                    pb.row(r).as_slice().unwrap(),
+                    drawn.backward_mask(r),
+                    drawn.backward_actions[r],
+                );
+                drawn.log_pb_into[r] = lp;
             }
-            if let Some(pb) = pb_logits {
-                // P_B(s_k | s_{k+1}) is read at the row of s_{k+1}, the next row of this path
-                for k in 1..n {
-                    p.log_pb
-                        .push(learned_log_pb(env, pb.row(r + k).as_slice().unwrap(), p, k, &mut bmask));
-                }
-                p.log_pb.push(0.0);
-            }
-            r += n;
         }
         // the pass was over exactly the rows of the trajectories, in their order
         acts.lse = Some(lse);
-        let mut t = assemble(env, paths, policy.learned_pb());
+        let (mut t, _) = in_trajectory_order(env, std::slice::from_ref(&drawn), terminals, policy.learned_pb());
+        DRAWN.with(|d| d.borrow_mut().push(drawn));
         t.activations = Some(acts);
         t
     }
 }
 
-/// A sampling worker's trajectories, its arrays and, if kept, the number of
-/// rows of each step (its passes' layer outputs in the arrays, one step's
-/// rows after the other's; each path's `rows` index them).
-type Worked<S> = (Vec<Path<S>>, Activations, Vec<usize>);
+/// What a sampling worker drew: its rows, its trajectories' terminal states,
+/// its arrays and, if kept, the number of rows of each step (its passes'
+/// layer outputs in the arrays, one step's rows after the other's, the
+/// rows of `drawn` in the same order).
+struct Worked<S> {
+    drawn: Drawn,
+    terminals: Vec<S>,
+    acts: Activations,
+    steps: Vec<usize>,
+}
 
 thread_local! {
-    /// Rows per trajectory to make room for in the kept arrays: a quarter
-    /// more than the last batch sampled from this thread had (a capacity
-    /// only; the results never depend on it).
+    /// Rows per trajectory to make room for: a quarter more than the last
+    /// batch sampled from this thread had (a capacity only; the results
+    /// never depend on it).
     static ROWS_PER_TRAJECTORY: std::cell::Cell<usize> = const { std::cell::Cell::new(16) };
-    /// The transitions of the longest trajectory of this thread's last
-    /// sampled batch: the room each new path's lists start with (a capacity
-    /// only; the results never depend on it).
-    static LONGEST: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Lists the last batches were drawn into, for the next to reuse.
+    static DRAWN: std::cell::RefCell<Vec<Drawn>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Forward trajectories for the given stream keys, all advanced together
 /// (one batched MLP pass per step over the unfinished ones), each pass into
 /// `acts` ([`Policy::arrays`]): with `keep`, each step's rows after the
 /// last step's (the arrays grow when they must), else over the last step's.
+/// The transitions go into `drawn` (emptied), step after step.
 #[allow(clippy::too_many_arguments)]
 fn forward_paths<E: Environment>(
     env: &E,
@@ -419,65 +394,58 @@ fn forward_paths<E: Environment>(
     explore: Exploration,
     keep: bool,
     mut acts: Activations,
-    longest: usize,
+    mut drawn: Drawn,
 ) -> Worked<E::State> {
     let a_n = env.n_actions();
     let mut rngs: Vec<_> = keys.iter().map(|&k| rng::keyed(seed, streams::SAMPLE, k)).collect();
-    let learned_pb = policy.learned_pb();
-    let mut paths: Vec<Path<E::State>> = keys
-        .iter()
-        .map(|_| Path::with_room(env.initial_state(), longest, learned_pb, keep))
-        .collect();
+    // each trajectory's state, and the backward action into it; `spare`
+    // takes each next state and is swapped in, so that the states'
+    // allocations pass from transition to transition
+    let mut states: Vec<E::State> = keys.iter().map(|_| env.initial_state()).collect();
+    let mut into = vec![0; keys.len()];
+    let mut spare = env.initial_state();
     let mut active: Vec<usize> = (0..keys.len()).collect();
-    let mut mask = vec![false; a_n];
-    let mut bmask = vec![false; env.n_backward_actions()];
     let mut probs = vec![0f64; a_n];
-    let mut x = Csr::new(env.feature_dim());
     let mut running = policy.running(keys.len());
-    acts.lse = keep.then(Vec::new);
+    acts.lse = keep.then(|| Vec::with_capacity(acts.pf.nrows()));
     let (mut filled, mut steps) = (0, Vec::new());
     let mut still = Vec::with_capacity(active.len());
     while !active.is_empty() {
+        let x = &mut drawn.step;
         x.clear();
         for &i in &active {
-            env.encode_sparse(paths[i].states.last().unwrap(), &mut x);
+            env.encode_sparse(&states[i], x);
         }
         let at = if keep { filled } else { 0 };
         acts.reserve(at + active.len(), at);
-        policy.pass_into(store, &x, Some((&mut running, &active)), &mut acts, at);
+        policy.pass_into(store, &drawn.step, Some((&mut running, &active)), &mut acts, at);
         let this = ndarray::s![at..at + active.len(), ..];
         let (logits, pb_logits) = (acts.pf.slice(this), acts.pb.as_ref().map(|pb| pb.slice(this)));
         for (row, &i) in active.iter().enumerate() {
-            let path = &mut paths[i];
-            if keep {
-                path.rows.push(at + row);
-            }
-            let k = path.actions.len();
-            if let (Some(pb), true) = (&pb_logits, k > 0) {
-                // this step's P_B head at s_k gives the previous transition's P_B(s_{k-1} | s_k)
-                let lp = learned_log_pb(env, pb.row(row).as_slice().unwrap(), path, k, &mut bmask);
-                path.log_pb.push(lp);
-            }
-            let s = &path.states[k];
-            env.forward_mask(s, &mut mask);
+            let s = &states[i];
+            let r = drawn.begin(env, i, s, into[i]);
+            // this step's P_B head at s_k gives the previous transition's P_B(s_{k-1} | s_k)
+            let lp = match (&pb_logits, drawn.starts(r)) {
+                (Some(pb), false) => log_prob(pb.row(row).as_slice().unwrap(), drawn.backward_mask(r), into[i]),
+                _ => 0.0,
+            };
             let lr = logits.row(row);
             let lr = lr.as_slice().unwrap();
-            let (a, lse) = choose(lr, &mask, explore, &mut probs, &mut rngs[i]);
-            let next = env.step(s, a);
-            let lse = lse.unwrap_or_else(|| row_logsumexp(lr, &mask));
-            path.log_pf.push(log_prob_given(lr[a], lse));
+            let mask = drawn.forward_mask(r);
+            let (a, lse) = choose(lr, mask, explore, &mut probs, &mut rngs[i]);
+            let lse = lse.unwrap_or_else(|| row_logsumexp(lr, mask));
+            drawn.finish(a, log_prob_given(lr[a], lse), lp);
             if let Some(kept) = &mut acts.lse {
                 kept.push(lse);
             }
-            path.actions.push(a);
-            let done = env.is_terminal(&next);
-            path.states.push(next);
-            if !done {
+            env.step_into(s, a, &mut spare);
+            if !env.is_terminal(&spare) {
+                into[i] = env.backward_action(s, a);
                 still.push(i);
-            } else if pb_logits.is_some() {
-                path.log_pb.push(0.0); // the terminating transition: P_B = 1
             }
+            std::mem::swap(&mut states[i], &mut spare);
         }
+        drawn.features.append(&drawn.step);
         if keep {
             filled += active.len();
             steps.push(active.len());
@@ -488,7 +456,12 @@ fn forward_paths<E: Environment>(
     if keep {
         acts.truncate(filled);
     }
-    (paths, acts, steps)
+    Worked {
+        drawn,
+        terminals: states,
+        acts,
+        steps,
+    }
 }
 
 /// The workers' kept rows as one set of arrays in the order one worker would
@@ -496,8 +469,8 @@ fn forward_paths<E: Environment>(
 /// gradients in the same order): step after step, and within a step the
 /// workers' rows in turn (each worker's in the order of its trajectories).
 /// A single worker's arrays are that already; several workers' are copied.
-/// `order` maps the trajectories' transitions to these rows.
-fn in_step_order<S>(kept: Vec<(Activations, Vec<usize>)>, paths: &[Vec<Path<S>>]) -> Activations {
+/// `orders[w]` lists worker `w`'s rows in the order of its transitions.
+fn in_step_order(kept: Vec<(Activations, Vec<usize>)>, orders: &[Vec<usize>]) -> Activations {
     let mut canonical: Vec<Vec<usize>> = kept.iter().map(|(a, _)| (0..a.pf.nrows()).collect()).collect();
     let mut acts = match kept.len() {
         1 => kept.into_iter().next().expect("one worker").0,
@@ -520,10 +493,8 @@ fn in_step_order<S>(kept: Vec<(Activations, Vec<usize>)>, paths: &[Vec<Path<S>>]
             acts
         }
     };
-    let order = paths
-        .iter()
-        .zip(&canonical)
-        .flat_map(|(ps, c)| ps.iter().flat_map(move |p| p.rows.iter().map(move |&r| c[r])))
+    let order = (orders.iter().zip(&canonical))
+        .flat_map(|(o, c)| o.iter().map(move |&r| c[r]))
         .collect();
     acts.order = Some(order);
     acts
@@ -581,14 +552,6 @@ fn log_prob(logits: &[f32], mask: &[bool], a: usize) -> f32 {
     log_prob_given(logits[a], row_logsumexp(logits, mask))
 }
 
-/// `log P_B(s_{k-1} | s_k)` of a path's transition `k - 1` (`k >= 1`), from the
-/// learned head's logits at `s_k`.
-fn learned_log_pb<E: Environment>(env: &E, pb_logits: &[f32], p: &Path<E::State>, k: usize, bmask: &mut [bool]) -> f32 {
-    env.backward_mask(&p.states[k], bmask);
-    let b = env.backward_action(&p.states[k - 1], p.actions[k - 1]);
-    log_prob(pb_logits, bmask, b)
-}
-
 /// Uniform `log P_B(s_k | s_{k+1}) = -log(number of parents of s_{k+1})` of
 /// every transition (0 for the terminating one, and on trees everywhere).
 pub fn uniform_log_pb<S>(traj: &Trajectories<S>) -> Vec<f32> {
@@ -605,54 +568,4 @@ pub fn uniform_log_pb<S>(traj: &Trajectories<S>) -> Vec<f32> {
         }
     }
     out
-}
-
-/// Flat [`Trajectories`] from finished paths: their recorded `log_pb` when
-/// `P_B` is `learned`, else the uniform `P_B`.
-pub(crate) fn assemble<E: Environment>(env: &E, paths: Vec<Path<E::State>>, learned: bool) -> Trajectories<E::State> {
-    let mut offsets = vec![0];
-    for p in &paths {
-        offsets.push(offsets.last().unwrap() + p.actions.len());
-    }
-    let rows = *offsets.last().unwrap();
-    let mut features = Csr::new(env.feature_dim());
-    let mut forward_masks = Array2::from_elem((rows, env.n_actions()), false);
-    let mut backward_masks = Array2::from_elem((rows, env.n_backward_actions()), false);
-    let mut backward_actions = vec![0; rows];
-    let mut r = 0;
-    for p in &paths {
-        for k in 0..p.actions.len() {
-            let s = &p.states[k];
-            env.encode_sparse(s, &mut features);
-            env.forward_mask(s, forward_masks.row_mut(r).as_slice_mut().unwrap());
-            if k == 0 {
-                backward_masks[[r, 0]] = true; // unused: the initial state has no parent
-            } else {
-                env.backward_mask(s, backward_masks.row_mut(r).as_slice_mut().unwrap());
-                backward_actions[r] = env.backward_action(&p.states[k - 1], p.actions[k - 1]);
-            }
-            r += 1;
-        }
-    }
-    let actions = paths.iter().flat_map(|p| p.actions.iter().copied()).collect();
-    let log_pf = paths.iter().flat_map(|p| p.log_pf.iter().copied()).collect();
-    let log_pb: Vec<f32> = paths.iter().flat_map(|p| p.log_pb.iter().copied()).collect();
-    let terminals = paths.into_iter().map(|mut p| p.states.pop().unwrap()).collect();
-    let mut t = Trajectories {
-        offsets,
-        features,
-        forward_masks,
-        actions,
-        backward_masks,
-        backward_actions,
-        log_pf,
-        log_pb: Vec::new(),
-        terminals,
-        activations: None,
-    };
-    t.log_pb = match learned {
-        true => log_pb,
-        false => uniform_log_pb(&t),
-    };
-    t
 }

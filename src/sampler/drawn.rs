@@ -1,0 +1,264 @@
+//! Transitions as they are drawn, and their assembly into [`Trajectories`].
+
+use ndarray::Array2;
+
+use super::{uniform_log_pb, Trajectories};
+use crate::env::Environment;
+use crate::nn::Csr;
+
+/// No row: before a trajectory's first.
+const NONE: usize = usize::MAX;
+
+/// Transitions in the order they were drawn, one row per non-terminal state
+/// `s_k` visited, each linked to its trajectory's row before it: the forward
+/// sampler draws step after step, all trajectories at once, and
+/// [`assemble`] puts the rows in the order of [`Trajectories`]. Rows are
+/// kept in flat lists that the sampler reuses from batch to batch, so that
+/// drawing allocates nothing per transition.
+#[derive(Default)]
+pub(crate) struct Drawn {
+    n_actions: usize,
+    n_backward: usize,
+    /// Row `r`'s features, appended by the caller in row order.
+    pub features: Csr,
+    /// The features of one step's rows, for the caller's pass (kept for its allocations).
+    pub step: Csr,
+    forward_masks: Vec<bool>,
+    backward_masks: Vec<bool>,
+    /// The backward action undoing the transition into row `r`'s state (0 at `s_0`).
+    pub backward_actions: Vec<usize>,
+    /// The forward action taken at row `r`'s state.
+    pub actions: Vec<usize>,
+    /// Its `log P_F`.
+    pub log_pf: Vec<f32>,
+    /// Under a learned `P_B`: `log P_B(s_{k-1} | s_k)` of the transition
+    /// into row `r`'s state `s_k` (0 at `s_0`).
+    pub log_pb_into: Vec<f32>,
+    /// The same trajectory's row before `r` (`NONE` at `s_0`).
+    before: Vec<usize>,
+    /// Per trajectory: its last row (`NONE` before its first), and its rows.
+    last: Vec<usize>,
+    len: Vec<usize>,
+}
+
+impl Drawn {
+    /// Empties these lists (keeping their allocations) for `trajectories`
+    /// trajectories of `env`, with room for `rows` rows.
+    pub fn reset<E: Environment>(&mut self, env: &E, trajectories: usize, rows: usize) {
+        let (a_n, b_n) = (env.n_actions(), env.n_backward_actions());
+        self.n_actions = a_n;
+        self.n_backward = b_n;
+        self.features.ncols = env.feature_dim();
+        self.features.clear();
+        self.step.ncols = env.feature_dim();
+        self.step.clear();
+        self.features.offsets.reserve(rows);
+        self.forward_masks.clear();
+        self.forward_masks.reserve(rows * a_n);
+        self.backward_masks.clear();
+        self.backward_masks.reserve(rows * b_n);
+        for v in [&mut self.backward_actions, &mut self.actions, &mut self.before] {
+            v.clear();
+            v.reserve(rows);
+        }
+        for v in [&mut self.log_pf, &mut self.log_pb_into] {
+            v.clear();
+            v.reserve(rows);
+        }
+        self.last.clear();
+        self.last.resize(trajectories, NONE);
+        self.len.clear();
+        self.len.resize(trajectories, 0);
+    }
+
+    /// Rows so far.
+    pub fn rows(&self) -> usize {
+        self.before.len()
+    }
+
+    /// A new row for trajectory `i`'s state `s`, reached by the transition
+    /// that backward action `back` undoes (ignored at `s_0`): its masks now,
+    /// its action and probabilities by [`Drawn::finish`] before the next row.
+    pub fn begin<E: Environment>(&mut self, env: &E, i: usize, s: &E::State, back: usize) -> usize {
+        let r = self.rows();
+        debug_assert_eq!(r, self.actions.len(), "Drawn::begin: the last row is not finished");
+        let (fa, fb) = (r * self.n_actions, r * self.n_backward);
+        self.forward_masks.resize(fa + self.n_actions, false);
+        env.forward_mask(s, &mut self.forward_masks[fa..]);
+        self.backward_masks.resize(fb + self.n_backward, false);
+        if self.len[i] == 0 {
+            self.backward_masks[fb] = true; // unused: the initial state has no parent
+            self.backward_actions.push(0);
+        } else {
+            env.backward_mask(s, &mut self.backward_masks[fb..]);
+            self.backward_actions.push(back);
+        }
+        self.before.push(self.last[i]);
+        self.last[i] = r;
+        self.len[i] += 1;
+        r
+    }
+
+    /// Whether row `r` is its trajectory's first (the initial state's).
+    pub fn starts(&self, r: usize) -> bool {
+        self.before[r] == NONE
+    }
+
+    /// Row `r`'s valid forward actions.
+    pub fn forward_mask(&self, r: usize) -> &[bool] {
+        &self.forward_masks[r * self.n_actions..(r + 1) * self.n_actions]
+    }
+
+    /// Row `r`'s valid backward actions.
+    pub fn backward_mask(&self, r: usize) -> &[bool] {
+        &self.backward_masks[r * self.n_backward..(r + 1) * self.n_backward]
+    }
+
+    /// Completes the last row begun: the action taken and its probabilities.
+    pub fn finish(&mut self, a: usize, log_pf: f32, log_pb_into: f32) {
+        self.actions.push(a);
+        self.log_pf.push(log_pf);
+        self.log_pb_into.push(log_pb_into);
+    }
+
+    /// Rows for trajectory `i`'s whole path `states` (the terminal state last)
+    /// by `actions`, its features included, with the given `log P_F` and
+    /// `log P_B` per transition (each empty or one per action; empty: 0).
+    pub fn push_path<E: Environment>(
+        &mut self,
+        env: &E,
+        i: usize,
+        states: &[E::State],
+        actions: &[usize],
+        log_pf: &[f32],
+        log_pb: &[f32],
+    ) {
+        for (k, &a) in actions.iter().enumerate() {
+            let back = match k {
+                0 => 0,
+                _ => env.backward_action(&states[k - 1], actions[k - 1]),
+            };
+            self.begin(env, i, &states[k], back);
+            env.encode_sparse(&states[k], &mut self.features);
+            // the path's log P_B(s_{k-1} | s_k) is its transition k - 1's
+            let into = if k > 0 { log_pb.get(k - 1) } else { None };
+            self.finish(a, log_pf.get(k).copied().unwrap_or(0.0), into.copied().unwrap_or(0.0));
+        }
+    }
+}
+
+/// One trajectory with its states, as the GPU backend's samplers build
+/// them ([`assemble`] flattens them).
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+pub(crate) struct Path<S> {
+    pub states: Vec<S>,
+    pub actions: Vec<usize>,
+    pub log_pf: Vec<f32>,
+    /// Under a learned `P_B` only: `log P_B(s_k | s_{k+1})` per transition (0 for the terminating one).
+    pub log_pb: Vec<f32>,
+}
+
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+impl<S> Path<S> {
+    /// A path at `s0`.
+    pub fn new(s0: S) -> Self {
+        Path {
+            states: vec![s0],
+            actions: Vec::new(),
+            log_pf: Vec::new(),
+            log_pb: Vec::new(),
+        }
+    }
+}
+
+/// Flat [`Trajectories`] from finished paths: their recorded `log_pb` when
+/// `P_B` is `learned`, else the uniform `P_B`.
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+pub(crate) fn assemble<E: Environment>(env: &E, paths: Vec<Path<E::State>>, learned: bool) -> Trajectories<E::State> {
+    let mut drawn = Drawn::default();
+    drawn.reset(env, paths.len(), paths.iter().map(|p| p.actions.len()).sum());
+    let terminals = (paths.into_iter().enumerate())
+        .map(|(i, mut p)| {
+            drawn.push_path(env, i, &p.states, &p.actions, &p.log_pf, &p.log_pb);
+            p.states.pop().expect("a path ends in its terminal state")
+        })
+        .collect();
+    in_trajectory_order(env, std::slice::from_ref(&drawn), terminals, learned).0
+}
+
+/// [`Trajectories`] from the rows each worker drew (trajectories of worker
+/// 0 first, then of worker 1, ...) and the trajectories' terminal states,
+/// with the recorded `log P_B` when `P_B` is `learned`, else the uniform
+/// `P_B`; and for each worker its rows in the trajectories' order.
+pub(crate) fn in_trajectory_order<E: Environment>(
+    env: &E,
+    drawn: &[Drawn],
+    terminals: Vec<E::State>,
+    learned: bool,
+) -> (Trajectories<E::State>, Vec<Vec<usize>>) {
+    let mut offsets = Vec::with_capacity(terminals.len() + 1);
+    offsets.push(0);
+    for &n in drawn.iter().flat_map(|d| &d.len) {
+        offsets.push(offsets.last().unwrap() + n);
+    }
+    // each trajectory's rows, from its last one back
+    let orders: Vec<Vec<usize>> = drawn
+        .iter()
+        .map(|d| {
+            let mut order = vec![0; d.rows()];
+            let mut end = 0;
+            for (&n, &last) in d.len.iter().zip(&d.last) {
+                end += n;
+                let mut r = last;
+                for t in order[end - n..end].iter_mut().rev() {
+                    *t = r;
+                    r = d.before[r];
+                }
+            }
+            order
+        })
+        .collect();
+    let rows = *offsets.last().unwrap();
+    let (a_n, b_n) = (env.n_actions(), env.n_backward_actions());
+    let mut features = Csr::new(env.feature_dim());
+    let entries = drawn.iter().map(|d| d.features.indices.len()).sum();
+    features.offsets.reserve(rows);
+    features.indices.reserve_exact(entries);
+    features.values.reserve_exact(entries);
+    let mut forward_masks = Vec::with_capacity(rows * a_n);
+    let mut backward_masks = Vec::with_capacity(rows * b_n);
+    let (mut actions, mut backward_actions) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+    let (mut log_pf, mut log_pb) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+    for (d, order) in drawn.iter().zip(&orders) {
+        for (t, &r) in order.iter().enumerate() {
+            let (c, v) = d.features.row(r);
+            features.push_row(c.iter().copied().zip(v.iter().copied()));
+            forward_masks.extend_from_slice(d.forward_mask(r));
+            backward_masks.extend_from_slice(d.backward_mask(r));
+            actions.push(d.actions[r]);
+            backward_actions.push(d.backward_actions[r]);
+            log_pf.push(d.log_pf[r]);
+            // P_B(s_k | s_{k+1}) is recorded at the row of s_{k+1}, the
+            // trajectory's next (none after the terminating transition: 1)
+            let next = order.get(t + 1).filter(|&&n| d.before[n] == r);
+            log_pb.push(next.map_or(0.0, |&n| d.log_pb_into[n]));
+        }
+    }
+    let mut t = Trajectories {
+        offsets,
+        features,
+        forward_masks: Array2::from_shape_vec((rows, a_n), forward_masks).expect("a mask row per row"),
+        actions,
+        backward_masks: Array2::from_shape_vec((rows, b_n), backward_masks).expect("a mask row per row"),
+        backward_actions,
+        log_pf,
+        log_pb: Vec::new(),
+        terminals,
+        activations: None,
+    };
+    t.log_pb = match learned {
+        true => log_pb,
+        false => uniform_log_pb(&t),
+    };
+    (t, orders)
+}
