@@ -541,6 +541,27 @@ mod tests {
     }
 
     #[test]
+    fn rows_longer_than_their_room_are_kept_whole() {
+        let w = Array2::from_shape_fn((400, 9), |(i, j)| ((i * 7 + j * 3) % 17) as f32 * 0.1 - 0.8);
+        let mut sums = RowSums::new(3, 9);
+        // sequences 0 and 2 grow by 10 entries a step, past ROW_ROOM twice;
+        // sequence 1 stays short and must keep its row across the moves
+        for t in 1..=15usize {
+            let mut x = Csr::new(400);
+            x.push_row((0..10 * t).map(|i| (i as u32, 1.0 + (i % 3) as f32)));
+            x.push_row([(399, 0.5), (t as u32, 1.0)].into_iter().take(1 + (t > 1) as usize));
+            x.push_row((0..10 * t).map(|i| (200 + i as u32 / 2, 0.25)));
+            let mut resumed = Array2::zeros((3, 9));
+            x.matmul_into(&w, Some((&mut sums, &[0, 1, 2])), resumed.view_mut());
+            let whole = x.matmul(&w);
+            let same = resumed.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "step {t}");
+        }
+        assert!(sums.room >= 150 && !sums.off, "room {}", sums.room);
+        assert_eq!(sums.lens, [150, 2, 150]);
+    }
+
+    #[test]
     fn the_sparse_product_adds_its_terms_as_single_axpys_would() {
         let w = Array2::from_shape_fn((12, 37), |(i, j)| ((i * 31 + j * 17) % 13) as f32 * 0.37 - 2.0);
         let mut x = Csr::new(12);
