@@ -12,7 +12,7 @@ const NONE: usize = usize::MAX;
 /// Transitions in the order they were drawn, one row per non-terminal state
 /// `s_k` visited, each linked to its trajectory's row before it: the forward
 /// sampler draws step after step, all trajectories at once, and
-/// [`assemble`] puts the rows in the order of [`Trajectories`]. Rows are
+/// [`in_trajectory_order`] puts the rows in the order of [`Trajectories`]. Rows are
 /// kept in flat lists that the sampler reuses from batch to batch, so that
 /// drawing allocates nothing per transition.
 #[derive(Default)]
