@@ -355,6 +355,15 @@ impl Csr {
         self.offsets.push(self.indices.len());
     }
 
+    /// Appends row `r` of `other`.
+    pub fn push_row_of(&mut self, other: &Csr, r: usize) {
+        debug_assert_eq!(self.ncols, other.ncols, "push_row_of: column counts differ");
+        let (c, v) = other.row(r);
+        self.indices.extend_from_slice(c);
+        self.values.extend_from_slice(v);
+        self.offsets.push(self.indices.len());
+    }
+
     /// Appends a row from a dense slice, keeping its nonzero entries.
     pub fn push_dense(&mut self, row: &[f32]) {
         assert_eq!(row.len(), self.ncols, "push_dense: row width");
