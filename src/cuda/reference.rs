@@ -12,7 +12,7 @@ use crate::env::Environment;
 use crate::nn::{Adam, ParamStore};
 use crate::objective::ObjectiveConfig;
 use crate::policy::Policy;
-use crate::sampler::{assemble, Exploration, Path, Trajectories};
+use crate::sampler::{in_trajectory_order, Drawn, Exploration, Trajectories};
 
 /// The action the GPU sampling rule picks for one row (f64 arithmetic, the same uniform).
 pub fn choose(logits: &[f32], mask: &[bool], explore: Exploration, u: f32) -> Option<usize> {
@@ -72,40 +72,42 @@ impl CpuStep {
 
     /// [`super::GpuTrainer::sample`]'s rule on the CPU: Philox uniforms, f64 probabilities.
     pub fn sample<E: Environment>(&mut self, env: &E, batch: usize, explore: Exploration) -> Trajectories<E::State> {
-        let (a_n, d) = (env.n_actions(), env.feature_dim());
+        let d = env.feature_dim();
         let base = self.drawn;
         self.drawn += batch as u64;
-        let mut paths: Vec<Path<E::State>> = (0..batch).map(|_| Path::new(env.initial_state())).collect();
+        let mut drawn = Drawn::default();
+        drawn.reset(env, batch, 0);
+        let mut states: Vec<E::State> = (0..batch).map(|_| env.initial_state()).collect();
+        let mut into = vec![0; batch];
         let mut active: Vec<usize> = (0..batch).collect();
-        let mut mask = vec![false; a_n];
         let mut step = 0u32;
         while !active.is_empty() {
             let n = active.len();
             let mut x = crate::nn::Csr::new(d);
             for &i in &active {
-                env.encode_sparse(paths[i].states.last().unwrap(), &mut x);
+                env.encode_sparse(&states[i], &mut x);
             }
             let (logits, _) = self.policy.infer(&self.store, &x);
             let mut still = Vec::with_capacity(n);
             for (r, &i) in active.iter().enumerate() {
-                let path = &mut paths[i];
-                env.forward_mask(path.states.last().unwrap(), &mut mask);
-                let lr = logits.row(r);
+                let row = drawn.begin(env, i, &states[i], into[i]);
+                let (lr, mask) = (logits.row(r), drawn.forward_mask(row));
                 let u = rng::uniform(self.seed, base + i as u64, step);
-                let a = choose(lr.as_slice().unwrap(), &mask, explore, u).expect("a valid action");
-                path.log_pf.push(log_prob(lr.as_slice().unwrap(), &mask, a) as f32);
-                path.actions.push(a);
-                let next = env.step(path.states.last().unwrap(), a);
-                let done = env.is_terminal(&next);
-                path.states.push(next);
-                if !done {
+                let a = choose(lr.as_slice().unwrap(), mask, explore, u).expect("a valid action");
+                let lp = log_prob(lr.as_slice().unwrap(), mask, a) as f32;
+                drawn.finish(a, lp, 0.0);
+                let next = env.step(&states[i], a);
+                if !env.is_terminal(&next) {
+                    into[i] = env.backward_action(&states[i], a);
                     still.push(i);
                 }
+                states[i] = next;
             }
+            drawn.features.append(&x);
             active = still;
             step += 1;
         }
-        assemble(env, paths, false)
+        in_trajectory_order(env, &[drawn], states, false).0
     }
 
     /// The objective's value and its gradients on the tape, in store order: `(value, log Z, grads)`.

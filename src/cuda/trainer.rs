@@ -35,7 +35,7 @@ use crate::env::{Environment, LogReward};
 use crate::nn::{Adam, AdamKind, ParamStore};
 use crate::objective::{ControlVariate, Objective, ObjectiveConfig, Terms};
 use crate::policy::Policy;
-use crate::sampler::{assemble, uniform_log_pb, Exploration, Path, Trajectories};
+use crate::sampler::{in_trajectory_order, uniform_log_pb, Drawn, Exploration, Trajectories};
 
 /// What one training step did.
 #[derive(Clone, Debug, Default)]
@@ -326,7 +326,10 @@ impl GpuTrainer {
         let (a_n, d) = (env.n_actions(), env.feature_dim());
         let base = self.drawn;
         self.drawn += batch as u64;
-        let mut paths: Vec<Path<E::State>> = (0..batch).map(|_| Path::new(env.initial_state())).collect();
+        let mut drawn = Drawn::default();
+        drawn.reset(env, batch, 0);
+        let mut states: Vec<E::State> = (0..batch).map(|_| env.initial_state()).collect();
+        let mut into = vec![0; batch];
         let mut active: Vec<usize> = (0..batch).collect();
         let mut x = Array2::<f32>::zeros((batch, d));
         let mut mask = vec![0u8; batch * a_n];
@@ -337,7 +340,7 @@ impl GpuTrainer {
         while !active.is_empty() {
             let n = active.len();
             {
-                let current: Vec<&E::State> = active.iter().map(|&i| paths[i].states.last().unwrap()).collect();
+                let current: Vec<&E::State> = active.iter().map(|&i| &states[i]).collect();
                 let mut view = x.slice_mut(ndarray::s![..n, ..]);
                 view.fill(0.0);
                 for (mut row, s) in view.rows_mut().into_iter().zip(&current) {
@@ -388,20 +391,20 @@ impl GpuTrainer {
                         base + i as u64
                     ))));
                 }
-                let path = &mut paths[i];
-                let next = env.step(path.states.last().unwrap(), a);
-                let done = env.is_terminal(&next);
-                path.actions.push(a);
-                path.log_pf.push(logps[r]);
-                path.states.push(next);
-                if !done {
+                drawn.begin(env, i, &states[i], into[i]);
+                env.encode_sparse(&states[i], &mut drawn.features);
+                drawn.finish(a, logps[r], 0.0);
+                let next = env.step(&states[i], a);
+                if !env.is_terminal(&next) {
+                    into[i] = env.backward_action(&states[i], a);
                     still.push(i);
                 }
+                states[i] = next;
             }
             active = still;
             step += 1;
         }
-        Ok(assemble(env, paths, false))
+        Ok(in_trajectory_order(env, &[drawn], states, false).0)
     }
 
     /// One update of `objective` on the given trajectories (`log_r`: `log R` per trajectory).

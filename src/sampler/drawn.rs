@@ -122,17 +122,9 @@ impl Drawn {
     }
 
     /// Rows for trajectory `i`'s whole path `states` (the terminal state last)
-    /// by `actions`, its features included, with the given `log P_F` and
-    /// `log P_B` per transition (each empty or one per action; empty: 0).
-    pub fn push_path<E: Environment>(
-        &mut self,
-        env: &E,
-        i: usize,
-        states: &[E::State],
-        actions: &[usize],
-        log_pf: &[f32],
-        log_pb: &[f32],
-    ) {
+    /// by `actions`, its features included; their probabilities 0, for the
+    /// caller to set.
+    pub fn push_path<E: Environment>(&mut self, env: &E, i: usize, states: &[E::State], actions: &[usize]) {
         for (k, &a) in actions.iter().enumerate() {
             let back = match k {
                 0 => 0,
@@ -140,50 +132,9 @@ impl Drawn {
             };
             self.begin(env, i, &states[k], back);
             env.encode_sparse(&states[k], &mut self.features);
-            // the path's log P_B(s_{k-1} | s_k) is its transition k - 1's
-            let into = if k > 0 { log_pb.get(k - 1) } else { None };
-            self.finish(a, log_pf.get(k).copied().unwrap_or(0.0), into.copied().unwrap_or(0.0));
+            self.finish(a, 0.0, 0.0);
         }
     }
-}
-
-/// One trajectory with its states, as the GPU backend's samplers build
-/// them ([`assemble`] flattens them).
-#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
-pub(crate) struct Path<S> {
-    pub states: Vec<S>,
-    pub actions: Vec<usize>,
-    pub log_pf: Vec<f32>,
-    /// Under a learned `P_B` only: `log P_B(s_k | s_{k+1})` per transition (0 for the terminating one).
-    pub log_pb: Vec<f32>,
-}
-
-#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
-impl<S> Path<S> {
-    /// A path at `s0`.
-    pub fn new(s0: S) -> Self {
-        Path {
-            states: vec![s0],
-            actions: Vec::new(),
-            log_pf: Vec::new(),
-            log_pb: Vec::new(),
-        }
-    }
-}
-
-/// Flat [`Trajectories`] from finished paths: their recorded `log_pb` when
-/// `P_B` is `learned`, else the uniform `P_B`.
-#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
-pub(crate) fn assemble<E: Environment>(env: &E, paths: Vec<Path<E::State>>, learned: bool) -> Trajectories<E::State> {
-    let mut drawn = Drawn::default();
-    drawn.reset(env, paths.len(), paths.iter().map(|p| p.actions.len()).sum());
-    let terminals = (paths.into_iter().enumerate())
-        .map(|(i, mut p)| {
-            drawn.push_path(env, i, &p.states, &p.actions, &p.log_pf, &p.log_pb);
-            p.states.pop().expect("a path ends in its terminal state")
-        })
-        .collect();
-    in_trajectory_order(env, std::slice::from_ref(&drawn), terminals, learned).0
 }
 
 /// [`Trajectories`] from the rows each worker drew (trajectories of worker
@@ -231,8 +182,7 @@ pub(crate) fn in_trajectory_order<E: Environment>(
     let (mut log_pf, mut log_pb) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
     for (d, order) in drawn.iter().zip(&orders) {
         for (t, &r) in order.iter().enumerate() {
-            let (c, v) = d.features.row(r);
-            features.push_row(c.iter().copied().zip(v.iter().copied()));
+            features.push_row_of(&d.features, r);
             forward_masks.extend_from_slice(d.forward_mask(r));
             backward_masks.extend_from_slice(d.backward_mask(r));
             actions.push(d.actions[r]);
@@ -261,4 +211,54 @@ pub(crate) fn in_trajectory_order<E: Environment>(
         false => uniform_log_pb(&t),
     };
     (t, orders)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::HyperGrid;
+
+    #[test]
+    fn rows_drawn_step_after_step_come_out_in_trajectory_order() {
+        let env = HyperGrid::new(2, 4).unwrap();
+        let mut d = Drawn::default();
+        d.reset(&env, 2, 0);
+        let mut states = vec![env.initial_state(), env.initial_state()];
+        let mut into = [0, 0];
+        // trajectory 0: +x then exit; trajectory 1: +y, +y, exit; drawn interleaved
+        let steps: [&[(usize, usize)]; 3] = [&[(0, 0), (1, 1)], &[(0, 2), (1, 1)], &[(1, 2)]];
+        for step in steps {
+            for &(i, a) in step {
+                let r = d.begin(&env, i, &states[i], into[i]);
+                env.encode_sparse(&states[i], &mut d.features);
+                d.finish(a, r as f32, 10.0 + r as f32);
+                let next = env.step(&states[i], a);
+                if a != 2 {
+                    into[i] = env.backward_action(&states[i], a);
+                }
+                states[i] = next;
+            }
+        }
+        let (t, orders) = in_trajectory_order(&env, std::slice::from_ref(&d), states, true);
+        assert_eq!(orders, [vec![0, 2, 1, 3, 4]]);
+        assert_eq!(t.offsets, [0, 2, 5]);
+        assert_eq!(t.actions, [0, 2, 1, 1, 2]);
+        assert_eq!(t.log_pf, [0.0, 2.0, 1.0, 3.0, 4.0]);
+        // P_B of a transition: recorded at the row of the state it leads to, 0 into the terminal
+        assert_eq!(t.log_pb, [12.0, 0.0, 13.0, 14.0, 0.0]);
+        assert_eq!(t.backward_actions, [0, 0, 0, 1, 1]);
+        // features and masks follow their rows: trajectory 1's third state is (0, 2)
+        let mut want = Csr::new(env.feature_dim());
+        env.encode_sparse(
+            &crate::env::HyperGridState {
+                coords: vec![0, 2],
+                done: false,
+            },
+            &mut want,
+        );
+        assert_eq!(t.features.row(4), want.row(0));
+        assert_eq!(t.forward_masks.row(4).to_vec(), [true, true, true]);
+        assert_eq!(t.backward_masks.row(4).to_vec(), [false, true]);
+        assert!(t.terminals.iter().all(|s| s.done) && t.terminals[1].coords == [0, 2]);
+    }
 }

@@ -17,9 +17,7 @@ use crate::policy::{Activations, Policy};
 use crate::rng::{self, streams};
 
 mod drawn;
-#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
-pub(crate) use drawn::{assemble, Path};
-use drawn::{in_trajectory_order, Drawn};
+pub(crate) use drawn::{in_trajectory_order, Drawn};
 
 /// Off-policy exploration for forward sampling.
 ///
@@ -330,7 +328,7 @@ impl Sampler {
         drawn.reset(env, paths.len(), paths.iter().map(|(_, a)| a.len()).sum());
         let mut terminals = Vec::with_capacity(paths.len());
         for (i, (mut states, actions)) in paths.into_iter().enumerate() {
-            drawn.push_path(env, i, &states, &actions, &[], &[]);
+            drawn.push_path(env, i, &states, &actions);
             terminals.push(states.pop().expect("a path ends in its terminal state"));
         }
         let mut acts = policy.activations(store, &drawn.features);
