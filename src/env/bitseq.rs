@@ -149,8 +149,14 @@ impl Environment for BitSequence {
     }
     fn backward_step(&self, s: &BitSequenceState, b: usize) -> (BitSequenceState, usize) {
         let mut parent = s.clone();
+        let a = self.backward_step_into(s, b, &mut parent);
+        (parent, a)
+    }
+    fn backward_step_into(&self, s: &BitSequenceState, b: usize, parent: &mut BitSequenceState) -> usize {
+        parent.words.clone_from(&s.words);
+        parent.done = s.done;
         let word = parent.words[b].take().expect("backward_step empties a filled slot");
-        (parent, b * self.words() + word as usize)
+        b * self.words() + word as usize
     }
     fn backward_action(&self, _parent: &BitSequenceState, a: usize) -> usize {
         a / self.words()

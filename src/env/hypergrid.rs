@@ -99,6 +99,12 @@ impl Environment for HyperGrid {
         parent.coords[b] -= 1;
         (parent, b)
     }
+    fn backward_step_into(&self, s: &HyperGridState, b: usize, parent: &mut HyperGridState) -> usize {
+        parent.coords.clone_from(&s.coords);
+        parent.done = s.done;
+        parent.coords[b] -= 1;
+        b
+    }
     fn backward_action(&self, _parent: &HyperGridState, a: usize) -> usize {
         a
     }

@@ -58,6 +58,15 @@ pub trait Environment: Send + Sync {
     fn backward_mask(&self, s: &Self::State, mask: &mut [bool]);
     /// Undoes backward action `b` from `s`: `(parent, forward action parent -> s)`.
     fn backward_step(&self, s: &Self::State, b: usize) -> (Self::State, usize);
+    /// [`Environment::backward_step`] into `parent`, whose old value is
+    /// overwritten; returns the forward action from the parent to `s`.
+    /// Backward sampling calls it for every transition: override it to
+    /// reuse `parent`'s allocations.
+    fn backward_step_into(&self, s: &Self::State, b: usize, parent: &mut Self::State) -> usize {
+        let (p, a) = self.backward_step(s, b);
+        *parent = p;
+        a
+    }
     /// The backward action that undoes forward action `a` taken in `parent`.
     fn backward_action(&self, parent: &Self::State, a: usize) -> usize;
     /// The state a terminal state was terminated from, and the terminating action.

@@ -186,6 +186,14 @@ impl Environment for Peptide {
         let last = parent.residues.pop().expect("backward_step from the empty peptide");
         (parent, last as usize)
     }
+    fn backward_step_into(&self, s: &PeptideState, _b: usize, parent: &mut PeptideState) -> usize {
+        let (last, rest) = s.residues.split_last().expect("backward_step from the empty peptide");
+        parent.residues.clear();
+        parent.residues.reserve_exact(self.max_len.max(rest.len()));
+        parent.residues.extend_from_slice(rest);
+        parent.done = s.done;
+        *last as usize
+    }
     fn backward_action(&self, _parent: &PeptideState, _a: usize) -> usize {
         0
     }
