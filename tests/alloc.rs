@@ -4,9 +4,10 @@
 //! on the calling thread over training steps with one thread. A step
 //! allocates a fixed number of times (the tape's nodes, the assembled
 //! batch's arrays) and once per trajectory (its terminal state, the object
-//! handed out); sampling and training allocate nothing per transition, so
-//! the count does not grow with trajectory length, and grows with the batch
-//! by about one allocation per trajectory.
+//! handed out); sampling (forward, and backward from replayed objects) and
+//! training allocate nothing per transition, so the count does not grow with
+//! trajectory length, and grows with the batch by about one allocation per
+//! trajectory.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -64,11 +65,13 @@ fn hypergrid(batch: usize, height: usize) -> f64 {
     per_step(&mut t, 30, 20)
 }
 
-fn peptide(batch: usize, max_len: usize) -> f64 {
+fn peptide(batch: usize, max_len: usize, replay: bool) -> f64 {
     let mut cfg = TrainConfig::peptide_default();
     cfg.batch = batch;
     cfg.threads = 1;
-    cfg.replay.kind = gflownet::replay::ReplayKind::None;
+    if !replay {
+        cfg.replay.kind = gflownet::replay::ReplayKind::None;
+    }
     cfg.policy.hidden = vec![64, 64];
     let env = Peptide::new(5, max_len).unwrap();
     let reward = PeptideLogReward {
@@ -98,12 +101,18 @@ fn hypergrid_steps_allocate_once_per_trajectory_and_never_per_transition() {
 
 #[test]
 fn peptide_steps_allocate_once_per_trajectory_and_never_per_transition() {
-    let (short, long) = (peptide(16, 10), peptide(16, 40));
+    let (short, long) = (peptide(16, 10, false), peptide(16, 40, false));
     assert!(
         long < short * 1.1 + 5.0,
         "max length 10: {short}, 40: {long} allocations per step"
     );
-    let large = peptide(48, 10);
+    // with replay (the default): trajectories drawn backward from stored objects too
+    let (short_replay, long_replay) = (peptide(16, 10, true), peptide(16, 40, true));
+    assert!(
+        long_replay < short_replay * 1.1 + 5.0,
+        "with replay, max length 10: {short_replay}, 40: {long_replay} allocations per step"
+    );
+    let large = peptide(48, 10, false);
     // the terminal state and its scoring (the reward model reads text)
     let per_trajectory = (large - short) / 32.0;
     assert!(

@@ -120,21 +120,6 @@ impl Drawn {
         self.log_pf.push(log_pf);
         self.log_pb_into.push(log_pb_into);
     }
-
-    /// Rows for trajectory `i`'s whole path `states` (the terminal state last)
-    /// by `actions`, its features included; their probabilities 0, for the
-    /// caller to set.
-    pub fn push_path<E: Environment>(&mut self, env: &E, i: usize, states: &[E::State], actions: &[usize]) {
-        for (k, &a) in actions.iter().enumerate() {
-            let back = match k {
-                0 => 0,
-                _ => env.backward_action(&states[k - 1], actions[k - 1]),
-            };
-            self.begin(env, i, &states[k], back);
-            env.encode_sparse(&states[k], &mut self.features);
-            self.finish(a, 0.0, 0.0);
-        }
-    }
 }
 
 /// [`Trajectories`] from the rows each worker drew (trajectories of worker

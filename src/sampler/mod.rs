@@ -283,54 +283,62 @@ impl Sampler {
         self.drawn += terminals.len() as u64;
         let mut bmask = vec![false; b_n];
         let mut probs = vec![0f64; b_n];
-        let paths: Vec<(Vec<E::State>, Vec<usize>)> = terminals
-            .iter()
-            .zip(rngs.iter_mut())
-            .map(|(x, rng)| {
-                let (mut s, stop) = env.unterminate(x);
-                let mut rev_states = vec![x.clone(), s.clone()];
-                let mut rev_actions = vec![stop];
-                while !env.is_initial(&s) {
-                    env.backward_mask(&s, &mut bmask);
-                    let b = match policy.learned_pb() {
-                        true => {
-                            let mut feat = Csr::new(env.feature_dim());
-                            env.encode_sparse(&s, &mut feat);
-                            let (_, pb) = policy.infer(store, &feat);
-                            let pb = pb.expect("learned P_B head");
-                            choose(
-                                pb.row(0).as_slice().unwrap(),
-                                &bmask,
-                                Exploration::ON_POLICY,
-                                &mut probs,
-                                rng,
-                            )
-                            .0
-                        }
-                        false => {
-                            let valid: Vec<usize> = (0..b_n).filter(|&j| bmask[j]).collect();
-                            valid[rng.gen_range(0..valid.len())]
-                        }
-                    };
-                    let (parent, a) = env.backward_step(&s, b);
-                    rev_actions.push(a);
-                    rev_states.push(parent.clone());
-                    s = parent;
+        let mut feat = Csr::new(env.feature_dim());
+        let mut drawn = DRAWN.with(|d| d.borrow_mut().pop()).unwrap_or_default();
+        drawn.reset(
+            env,
+            terminals.len(),
+            terminals.len() * ROWS_PER_TRAJECTORY.with(std::cell::Cell::get),
+        );
+        // a trajectory's forward actions, last first; the states it passes
+        // through are made again forward from s_0, as the forward sampler
+        // makes them, into two states whose allocations are passed on
+        let mut rev = Vec::new();
+        let mut spare = env.initial_state();
+        for (i, (x, rng)) in terminals.iter().zip(rngs.iter_mut()).enumerate() {
+            let (mut s, stop) = env.unterminate(x);
+            rev.clear();
+            rev.push(stop);
+            while !env.is_initial(&s) {
+                env.backward_mask(&s, &mut bmask);
+                let b = match policy.learned_pb() {
+                    true => {
+                        feat.clear();
+                        env.encode_sparse(&s, &mut feat);
+                        let (_, pb) = policy.infer(store, &feat);
+                        let pb = pb.expect("learned P_B head");
+                        choose(
+                            pb.row(0).as_slice().unwrap(),
+                            &bmask,
+                            Exploration::ON_POLICY,
+                            &mut probs,
+                            rng,
+                        )
+                        .0
+                    }
+                    false => {
+                        // uniform over the valid backward actions
+                        let k = rng.gen_range(0..bmask.iter().filter(|&&m| m).count());
+                        (0..b_n).filter(|&j| bmask[j]).nth(k).expect("a valid backward action")
+                    }
+                };
+                rev.push(env.backward_step_into(&s, b, &mut spare));
+                std::mem::swap(&mut s, &mut spare);
+            }
+            let mut into = 0;
+            for &a in rev.iter().rev() {
+                drawn.begin(env, i, &s, into);
+                env.encode_sparse(&s, &mut drawn.features);
+                drawn.finish(a, 0.0, 0.0);
+                env.step_into(&s, a, &mut spare);
+                if !env.is_terminal(&spare) {
+                    into = env.backward_action(&s, a);
                 }
-                rev_states.reverse();
-                rev_actions.reverse();
-                (rev_states, rev_actions)
-            })
-            .collect();
+                std::mem::swap(&mut s, &mut spare);
+            }
+        }
         // log P_F (and a learned log P_B) of the replayed transitions under the
         // current policy, in one batched pass over their source states
-        let mut drawn = DRAWN.with(|d| d.borrow_mut().pop()).unwrap_or_default();
-        drawn.reset(env, paths.len(), paths.iter().map(|(_, a)| a.len()).sum());
-        let mut terminals = Vec::with_capacity(paths.len());
-        for (i, (mut states, actions)) in paths.into_iter().enumerate() {
-            drawn.push_path(env, i, &states, &actions);
-            terminals.push(states.pop().expect("a path ends in its terminal state"));
-        }
         let mut acts = policy.activations(store, &drawn.features);
         let mut lse = Vec::with_capacity(drawn.rows());
         for r in 0..drawn.rows() {
@@ -350,7 +358,12 @@ impl Sampler {
         }
         // the pass was over exactly the rows of the trajectories, in their order
         acts.lse = Some(lse);
-        let (mut t, _) = in_trajectory_order(env, std::slice::from_ref(&drawn), terminals, policy.learned_pb());
+        let (mut t, _) = in_trajectory_order(
+            env,
+            std::slice::from_ref(&drawn),
+            terminals.to_vec(),
+            policy.learned_pb(),
+        );
         DRAWN.with(|d| d.borrow_mut().push(drawn));
         t.activations = Some(acts);
         t
