@@ -269,6 +269,9 @@ impl Sampler {
 
     /// Trajectories ending in the given terminal states, drawn backward with
     /// `P_B` (uniform or the policy's learned head). On trees the unique trajectory.
+    /// The walk back keeps only the actions; the states are made again forward
+    /// from `s_0` by [`Environment::step_into`], which by the environment's
+    /// contract gives the parents `backward_step` found.
     pub fn sample_backward<E: Environment>(
         &mut self,
         env: &E,
