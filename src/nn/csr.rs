@@ -73,17 +73,24 @@ fn term<T: Scalar>(c: u32, v: f32, w: &[T], n: usize) -> (T, &[T]) {
 #[inline(always)]
 fn add_row<T: Scalar>((c, v): (&[u32], &[f32]), w: &[T], n: usize, y: &mut [T], add: bool) {
     let mut buf: [(T, &[T]); 4] = [(T::zero(), &[]); 4];
-    let mut j = 0;
-    while j < c.len() || (j == 0 && !add) {
-        let m = (c.len() - j).min(4);
+    let mut fill = |from: usize| {
+        let m = (c.len() - from).min(4);
         for (q, t) in buf[..m].iter_mut().enumerate() {
-            *t = term(c[j + q], v[j + q], w, n);
+            *t = term(c[from + q], v[from + q], w, n);
         }
-        match j == 0 && !add {
-            true => sum_into(&buf[..m], y),
-            false => axpy_many(&buf[..m], y),
-        }
-        j += m.max(1);
+        (buf, m)
+    };
+    let mut j = 0;
+    if !add {
+        // the first four terms from zero (all of `y` written, even with none)
+        let (terms, m) = fill(0);
+        sum_into(&terms[..m], y);
+        j = m;
+    }
+    while j < c.len() {
+        let (terms, m) = fill(j);
+        axpy_many(&terms[..m], y);
+        j += m;
     }
 }
 
