@@ -75,10 +75,8 @@ impl CpuStep {
         let d = env.feature_dim();
         let base = self.drawn;
         self.drawn += batch as u64;
-        let mut drawn = Drawn::default();
-        drawn.reset(env, batch, 0);
+        let mut drawn = Drawn::pooled(env, batch, 0);
         let mut states: Vec<E::State> = (0..batch).map(|_| env.initial_state()).collect();
-        let mut into = vec![0; batch];
         let mut active: Vec<usize> = (0..batch).collect();
         let mut step = 0u32;
         while !active.is_empty() {
@@ -90,15 +88,14 @@ impl CpuStep {
             let (logits, _) = self.policy.infer(&self.store, &x);
             let mut still = Vec::with_capacity(n);
             for (r, &i) in active.iter().enumerate() {
-                let row = drawn.begin(env, i, &states[i], into[i]);
+                let row = drawn.begin(env, i, &states[i]);
                 let (lr, mask) = (logits.row(r), drawn.forward_mask(row));
                 let u = rng::uniform(self.seed, base + i as u64, step);
                 let a = choose(lr.as_slice().unwrap(), mask, explore, u).expect("a valid action");
                 let lp = log_prob(lr.as_slice().unwrap(), mask, a) as f32;
                 drawn.finish(a, lp, 0.0);
                 let next = env.step(&states[i], a);
-                if !env.is_terminal(&next) {
-                    into[i] = env.backward_action(&states[i], a);
+                if drawn.moved(env, i, &states[i], a, &next) {
                     still.push(i);
                 }
                 states[i] = next;
@@ -107,7 +104,9 @@ impl CpuStep {
             active = still;
             step += 1;
         }
-        in_trajectory_order(env, &[drawn], states, false).0
+        let t = in_trajectory_order(env, std::slice::from_ref(&drawn), states, false).0;
+        drawn.give_back();
+        t
     }
 
     /// The objective's value and its gradients on the tape, in store order: `(value, log Z, grads)`.

@@ -326,10 +326,8 @@ impl GpuTrainer {
         let (a_n, d) = (env.n_actions(), env.feature_dim());
         let base = self.drawn;
         self.drawn += batch as u64;
-        let mut drawn = Drawn::default();
-        drawn.reset(env, batch, 0);
+        let mut drawn = Drawn::pooled(env, batch, 0);
         let mut states: Vec<E::State> = (0..batch).map(|_| env.initial_state()).collect();
-        let mut into = vec![0; batch];
         let mut active: Vec<usize> = (0..batch).collect();
         let mut x = Array2::<f32>::zeros((batch, d));
         let mut mask = vec![0u8; batch * a_n];
@@ -391,12 +389,11 @@ impl GpuTrainer {
                         base + i as u64
                     ))));
                 }
-                drawn.begin(env, i, &states[i], into[i]);
+                drawn.begin(env, i, &states[i]);
                 env.encode_sparse(&states[i], &mut drawn.features);
                 drawn.finish(a, logps[r], 0.0);
                 let next = env.step(&states[i], a);
-                if !env.is_terminal(&next) {
-                    into[i] = env.backward_action(&states[i], a);
+                if drawn.moved(env, i, &states[i], a, &next) {
                     still.push(i);
                 }
                 states[i] = next;
@@ -404,7 +401,9 @@ impl GpuTrainer {
             active = still;
             step += 1;
         }
-        Ok(in_trajectory_order(env, &[drawn], states, false).0)
+        let t = in_trajectory_order(env, std::slice::from_ref(&drawn), states, false).0;
+        drawn.give_back();
+        Ok(t)
     }
 
     /// One update of `objective` on the given trajectories (`log_r`: `log R` per trajectory).

@@ -36,15 +36,35 @@ pub(crate) struct Drawn {
     pub log_pb_into: Vec<f32>,
     /// The same trajectory's row before `r` (`NONE` at `s_0`).
     before: Vec<usize>,
-    /// Per trajectory: its last row (`NONE` before its first), and its rows.
+    /// Per trajectory: its last row (`NONE` before its first), its rows, and
+    /// the backward action undoing the transition into its current state.
     last: Vec<usize>,
     len: Vec<usize>,
+    into: Vec<usize>,
+}
+
+thread_local! {
+    /// Lists the last batches were drawn into, for the next to reuse.
+    static POOL: std::cell::RefCell<Vec<Drawn>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Drawn {
+    /// Empty lists for `trajectories` trajectories of `env`, with room for
+    /// `rows` rows: lists this thread gave back, if any ([`Drawn::give_back`]).
+    pub fn pooled<E: Environment>(env: &E, trajectories: usize, rows: usize) -> Drawn {
+        let mut d = POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+        d.reset(env, trajectories, rows);
+        d
+    }
+
+    /// Keeps these lists for this thread's next [`Drawn::pooled`].
+    pub fn give_back(self) {
+        POOL.with(|p| p.borrow_mut().push(self));
+    }
+
     /// Empties these lists (keeping their allocations) for `trajectories`
     /// trajectories of `env`, with room for `rows` rows.
-    pub fn reset<E: Environment>(&mut self, env: &E, trajectories: usize, rows: usize) {
+    fn reset<E: Environment>(&mut self, env: &E, trajectories: usize, rows: usize) {
         let (a_n, b_n) = (env.n_actions(), env.n_backward_actions());
         self.n_actions = a_n;
         self.n_backward = b_n;
@@ -69,6 +89,8 @@ impl Drawn {
         self.last.resize(trajectories, NONE);
         self.len.clear();
         self.len.resize(trajectories, 0);
+        self.into.clear();
+        self.into.resize(trajectories, 0);
     }
 
     /// Rows so far.
@@ -76,10 +98,10 @@ impl Drawn {
         self.before.len()
     }
 
-    /// A new row for trajectory `i`'s state `s`, reached by the transition
-    /// that backward action `back` undoes (ignored at `s_0`): its masks now,
-    /// its action and probabilities by [`Drawn::finish`] before the next row.
-    pub fn begin<E: Environment>(&mut self, env: &E, i: usize, s: &E::State, back: usize) -> usize {
+    /// A new row for trajectory `i`'s current state `s` (its first, or the
+    /// one [`Drawn::moved`] last recorded): its masks now, its action and
+    /// probabilities by [`Drawn::finish`] before the next row.
+    pub fn begin<E: Environment>(&mut self, env: &E, i: usize, s: &E::State) -> usize {
         let r = self.rows();
         debug_assert_eq!(r, self.actions.len(), "Drawn::begin: the last row is not finished");
         let (fa, fb) = (r * self.n_actions, r * self.n_backward);
@@ -91,7 +113,7 @@ impl Drawn {
             self.backward_actions.push(0);
         } else {
             env.backward_mask(s, &mut self.backward_masks[fb..]);
-            self.backward_actions.push(back);
+            self.backward_actions.push(self.into[i]);
         }
         self.before.push(self.last[i]);
         self.last[i] = r;
@@ -119,6 +141,17 @@ impl Drawn {
         self.actions.push(a);
         self.log_pf.push(log_pf);
         self.log_pb_into.push(log_pb_into);
+    }
+
+    /// Trajectory `i` moved from `s` by action `a` to `next`: whether it goes
+    /// on (`next` is not terminal; its row then gets the backward action
+    /// undoing `a`).
+    pub fn moved<E: Environment>(&mut self, env: &E, i: usize, s: &E::State, a: usize, next: &E::State) -> bool {
+        let on = !env.is_terminal(next);
+        if on {
+            self.into[i] = env.backward_action(s, a);
+        }
+        on
     }
 }
 
@@ -206,21 +239,17 @@ mod tests {
     #[test]
     fn rows_drawn_step_after_step_come_out_in_trajectory_order() {
         let env = HyperGrid::new(2, 4).unwrap();
-        let mut d = Drawn::default();
-        d.reset(&env, 2, 0);
+        let mut d = Drawn::pooled(&env, 2, 0);
         let mut states = vec![env.initial_state(), env.initial_state()];
-        let mut into = [0, 0];
         // trajectory 0: +x then exit; trajectory 1: +y, +y, exit; drawn interleaved
         let steps: [&[(usize, usize)]; 3] = [&[(0, 0), (1, 1)], &[(0, 2), (1, 1)], &[(1, 2)]];
         for step in steps {
             for &(i, a) in step {
-                let r = d.begin(&env, i, &states[i], into[i]);
+                let r = d.begin(&env, i, &states[i]);
                 env.encode_sparse(&states[i], &mut d.features);
                 d.finish(a, r as f32, 10.0 + r as f32);
                 let next = env.step(&states[i], a);
-                if a != 2 {
-                    into[i] = env.backward_action(&states[i], a);
-                }
+                assert_eq!(d.moved(&env, i, &states[i], a, &next), a != 2);
                 states[i] = next;
             }
         }

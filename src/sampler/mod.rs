@@ -227,8 +227,7 @@ impl Sampler {
         let chunks: Vec<&[u64]> = keys.chunks(batch.div_ceil(workers).max(1)).collect();
         let work: Vec<(Activations, Drawn)> = (chunks.iter())
             .map(|ks| {
-                let mut drawn = DRAWN.with(|d| d.borrow_mut().pop()).unwrap_or_default();
-                drawn.reset(env, ks.len(), ks.len() * per);
+                let drawn = Drawn::pooled(env, ks.len(), ks.len() * per);
                 (policy.arrays(ks.len() * if keep { per } else { 1 }, keep), drawn)
             })
             .collect();
@@ -254,7 +253,7 @@ impl Sampler {
             kept.push((w.acts, w.steps));
         }
         let (mut t, orders) = in_trajectory_order(env, &drawn, terminals, policy.learned_pb());
-        DRAWN.with(|d| d.borrow_mut().extend(drawn));
+        drawn.into_iter().for_each(Drawn::give_back);
         t.activations = match keep && !kept.is_empty() {
             true => Some(in_step_order(kept, &orders)),
             false => {
@@ -287,12 +286,8 @@ impl Sampler {
         let mut bmask = vec![false; b_n];
         let mut probs = vec![0f64; b_n];
         let mut feat = Csr::new(env.feature_dim());
-        let mut drawn = DRAWN.with(|d| d.borrow_mut().pop()).unwrap_or_default();
-        drawn.reset(
-            env,
-            terminals.len(),
-            terminals.len() * ROWS_PER_TRAJECTORY.with(std::cell::Cell::get),
-        );
+        let per = ROWS_PER_TRAJECTORY.with(std::cell::Cell::get);
+        let mut drawn = Drawn::pooled(env, terminals.len(), terminals.len() * per);
         // a trajectory's forward actions, last first; the states it passes
         // through are made again forward from s_0, as the forward sampler
         // makes them, into two states whose allocations are passed on
@@ -328,15 +323,12 @@ impl Sampler {
                 rev.push(env.backward_step_into(&s, b, &mut spare));
                 std::mem::swap(&mut s, &mut spare);
             }
-            let mut into = 0;
             for &a in rev.iter().rev() {
-                drawn.begin(env, i, &s, into);
+                drawn.begin(env, i, &s);
                 env.encode_sparse(&s, &mut drawn.features);
                 drawn.finish(a, 0.0, 0.0);
                 env.step_into(&s, a, &mut spare);
-                if !env.is_terminal(&spare) {
-                    into = env.backward_action(&s, a);
-                }
+                drawn.moved(env, i, &s, a, &spare);
                 std::mem::swap(&mut s, &mut spare);
             }
         }
@@ -367,7 +359,7 @@ impl Sampler {
             terminals.to_vec(),
             policy.learned_pb(),
         );
-        DRAWN.with(|d| d.borrow_mut().push(drawn));
+        drawn.give_back();
         t.activations = Some(acts);
         t
     }
@@ -389,8 +381,6 @@ thread_local! {
     /// batch sampled from this thread had (a capacity only; the results
     /// never depend on it).
     static ROWS_PER_TRAJECTORY: std::cell::Cell<usize> = const { std::cell::Cell::new(16) };
-    /// Lists the last batches were drawn into, for the next to reuse.
-    static DRAWN: std::cell::RefCell<Vec<Drawn>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Forward trajectories for the given stream keys, all advanced together
@@ -412,11 +402,9 @@ fn forward_paths<E: Environment>(
 ) -> Worked<E::State> {
     let a_n = env.n_actions();
     let mut rngs: Vec<_> = keys.iter().map(|&k| rng::keyed(seed, streams::SAMPLE, k)).collect();
-    // each trajectory's state, and the backward action into it; `spare`
-    // takes each next state and is swapped in, so that the states'
-    // allocations pass from transition to transition
+    // each trajectory's state; `spare` takes each next state and is swapped
+    // in, so that the states' allocations pass from transition to transition
     let mut states: Vec<E::State> = keys.iter().map(|_| env.initial_state()).collect();
-    let mut into = vec![0; keys.len()];
     let mut spare = env.initial_state();
     let mut active: Vec<usize> = (0..keys.len()).collect();
     let mut probs = vec![0f64; a_n];
@@ -437,10 +425,14 @@ fn forward_paths<E: Environment>(
         let (logits, pb_logits) = (acts.pf.slice(this), acts.pb.as_ref().map(|pb| pb.slice(this)));
         for (row, &i) in active.iter().enumerate() {
             let s = &states[i];
-            let r = drawn.begin(env, i, s, into[i]);
+            let r = drawn.begin(env, i, s);
             // this step's P_B head at s_k gives the previous transition's P_B(s_{k-1} | s_k)
             let lp = match (&pb_logits, drawn.starts(r)) {
-                (Some(pb), false) => log_prob(pb.row(row).as_slice().unwrap(), drawn.backward_mask(r), into[i]),
+                (Some(pb), false) => log_prob(
+                    pb.row(row).as_slice().unwrap(),
+                    drawn.backward_mask(r),
+                    drawn.backward_actions[r],
+                ),
                 _ => 0.0,
             };
             let lr = logits.row(row);
@@ -453,8 +445,7 @@ fn forward_paths<E: Environment>(
                 kept.push(lse);
             }
             env.step_into(s, a, &mut spare);
-            if !env.is_terminal(&spare) {
-                into[i] = env.backward_action(s, a);
+            if drawn.moved(env, i, s, a, &spare) {
                 still.push(i);
             }
             std::mem::swap(&mut states[i], &mut spare);
