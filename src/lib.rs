@@ -22,6 +22,7 @@ pub mod rng;
 pub mod sampler;
 mod scalar;
 pub mod train;
+pub mod workers;
 
 pub use error::Error;
 pub use scalar::Scalar;

@@ -104,19 +104,14 @@ fn split<T: Scalar>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, out: ArrayViewMu
         return band(a, out);
     }
     let rows = m.div_ceil(threads);
-    std::thread::scope(|scope| {
-        let mut rest = out;
-        let mut lo = 0;
-        while lo < m {
-            let hi = (lo + rows).min(m);
-            let (part, tail) = rest.split_at(ndarray::Axis(0), hi - lo);
-            rest = tail;
-            let a_part = a.slice(s![lo..hi, ..]);
-            let band = &band;
-            scope.spawn(move || band(a_part, part));
-            lo = hi;
-        }
-    });
+    let mut bands = Vec::with_capacity(threads);
+    let mut rest = out;
+    for lo in (0..m).step_by(rows) {
+        let (part, tail) = rest.split_at(ndarray::Axis(0), rows.min(m - lo));
+        rest = tail;
+        bands.push((a.slice(s![lo..lo + part.nrows(), ..]), part));
+    }
+    crate::workers::map(bands, |(a, out)| band(a, out));
 }
 
 // ---------------------------------------------------------------- the kernel

@@ -220,9 +220,8 @@ impl Sampler {
         let keys: Vec<u64> = (first..first + batch as u64).collect();
         let seed = self.seed;
         // each worker's arrays come from this thread's buffer pool and go back
-        // to it (a worker thread's own pool ends with the thread), as do the
-        // lists it draws into, with room for as many rows per trajectory as
-        // the last batch had, and a quarter
+        // to it, as do the lists it draws into, with room for as many rows
+        // per trajectory as the last batch had, and a quarter
         let per = ROWS_PER_TRAJECTORY.with(std::cell::Cell::get);
         let chunks: Vec<&[u64]> = keys.chunks(batch.div_ceil(workers).max(1)).collect();
         let work: Vec<(Activations, Drawn)> = (chunks.iter())
@@ -232,18 +231,8 @@ impl Sampler {
             })
             .collect();
         let run = |ks: &[u64], (acts, drawn)| forward_paths(env, policy, store, seed, ks, explore, keep, acts, drawn);
-        let parts: Vec<Worked<E::State>> = match chunks.len() {
-            0 | 1 => chunks.iter().zip(work).map(|(ks, w)| run(ks, w)).collect(),
-            _ => std::thread::scope(|scope| {
-                let handles: Vec<_> = (chunks.iter().zip(work))
-                    .map(|(&ks, w)| scope.spawn(move || run(ks, w)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("a sampling worker panicked"))
-                    .collect()
-            }),
-        };
+        let parts: Vec<Worked<E::State>> =
+            crate::workers::map(chunks.into_iter().zip(work).collect(), |(ks, w)| run(ks, w));
         let mut drawn = Vec::with_capacity(parts.len());
         let mut terminals = Vec::with_capacity(batch);
         let mut kept = Vec::with_capacity(parts.len());
