@@ -182,15 +182,24 @@ impl Activations {
     /// `blocks[rows[r].0]` (all blocks from one policy; their `order` is not
     /// read, and the result's is `None`); `None` without blocks.
     pub fn gather(blocks: &[Activations], rows: &[(usize, usize)]) -> Option<Activations> {
+        Self::gather_on(blocks, rows, 1)
+    }
+
+    /// [`Activations::gather`], the rows copied by `threads` threads.
+    pub(crate) fn gather_on(blocks: &[Activations], rows: &[(usize, usize)], threads: usize) -> Option<Activations> {
         let first = blocks.first()?;
         let take = |f: &dyn Fn(&Activations) -> &Array2<f32>| {
             let w = f(first).ncols();
             let src: Vec<&[f32]> = blocks.iter().map(|a| f(a).as_slice().expect("row-major")).collect();
             let mut out = crate::autodiff::pool::scratch((rows.len(), w));
             let dst = out.as_slice_mut().expect("row-major");
-            for (d, &(b, r)) in dst.chunks_exact_mut(w.max(1)).zip(rows) {
-                d.copy_from_slice(&src[b][r * w..(r + 1) * w]);
-            }
+            let per = rows.len().div_ceil(threads.max(1)).max(1);
+            let parts: Vec<_> = dst.chunks_mut(per * w.max(1)).zip(rows.chunks(per)).collect();
+            crate::workers::map(parts, |(dst, rows): (&mut [f32], &[(usize, usize)])| {
+                for (d, &(b, r)) in dst.chunks_exact_mut(w.max(1)).zip(rows) {
+                    d.copy_from_slice(&src[b][r * w..(r + 1) * w]);
+                }
+            });
             out
         };
         let layers = |n: usize, f: &dyn Fn(&Activations, usize) -> &Array2<f32>| -> Vec<Array2<f32>> {

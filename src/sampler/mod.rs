@@ -482,7 +482,7 @@ fn in_step_order(kept: Vec<(Activations, Vec<usize>)>, orders: &[Vec<usize>]) ->
                 }
             }
             let blocks: Vec<Activations> = kept.into_iter().map(|(a, _)| a).collect();
-            let acts = Activations::gather(&blocks, &picks).expect("kept blocks");
+            let acts = Activations::gather_on(&blocks, &picks, blocks.len()).expect("kept blocks");
             blocks.into_iter().for_each(Activations::give_back);
             acts
         }
