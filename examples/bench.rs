@@ -503,6 +503,46 @@ impl Bench {
         }
     }
 
+    /// Both cores: two trainers of one seed, on one thread and on two,
+    /// stepped in turn so that both meet the machine in the same state; the
+    /// median of the per-step time ratios, and whether every step's metrics
+    /// came out bit-identical.
+    fn threads<E, R>(&mut self, name: &str, steps: usize, make: impl Fn(usize) -> Trainer<E, R>)
+    where
+        E: gflownet::env::Environment,
+        R: gflownet::env::LogReward<E::State>,
+    {
+        let (mut one, mut two) = (make(1), make(2));
+        let (mut times, mut same) = ([vec![], vec![]], true);
+        for i in 0..5 + steps {
+            let mut step = |t: &mut Trainer<E, R>, k: usize| {
+                let c = Instant::now();
+                let m = t.train_step().unwrap();
+                if i >= 5 {
+                    times[k].push(c.elapsed().as_secs_f64());
+                }
+                m
+            };
+            let (a, b) = (step(&mut one, 0), step(&mut two, 1));
+            same &= a == b;
+        }
+        let ratios: Vec<f64> = times[0].iter().zip(&times[1]).map(|(a, b)| a / b).collect();
+        let (speedup, [one_ms, two_ms]) = (median(ratios), times.map(|t| median(t) * 1e3));
+        self.emit(
+            serde_json::json!({"bench": "threads", "scenario": name, "ms_per_step_1_thread": one_ms,
+                "ms_per_step_2_threads": two_ms, "speedup_2_threads": speedup, "bit_identical": same}),
+            format!("2-thread speed-up ({name})"),
+            format!(
+                "{speedup:.2}x ({one_ms:.1} -> {two_ms:.1} ms/step, medians), {}",
+                if same {
+                    "bit-identical metrics at every step"
+                } else {
+                    "METRICS DIFFER between 1 and 2 threads"
+                }
+            ),
+        );
+    }
+
     /// Scenario 2: the peptide task, TB, lengths 10-30, MLP 2x256, on-policy, no replay.
     fn peptide(&mut self, batch: usize, threads: usize) -> f64 {
         let mut cfg = TrainConfig::peptide_default();
@@ -597,13 +637,27 @@ fn main() {
         }
     }
     if all || what == "threads" {
-        let one = b.peptide(256, 1);
-        let two = b.peptide(256, 2);
-        b.emit(
-            serde_json::json!({"bench": "threads", "batch": 256, "speedup_2_threads": one / two}),
-            "2-thread speed-up (peptide b=256)".into(),
-            format!("{:.2}x (bit-identical results)", one / two),
-        );
+        b.threads("peptide b=256", 20, |threads| {
+            let mut cfg = TrainConfig::peptide_default();
+            cfg.batch = 256;
+            cfg.replay.kind = ReplayKind::None;
+            cfg.optimizer.log_z_init = LogZInit::Config;
+            cfg.threads = threads;
+            let env = Peptide::default();
+            let reward = PeptideLogReward {
+                env: env.clone(),
+                model: Box::new(PeptideReward::new()),
+            };
+            Trainer::new(cfg, env, reward).unwrap()
+        });
+        b.threads("hypergrid b=128", 60, |threads| {
+            let mut cfg = TrainConfig::hypergrid_default(4, 8);
+            cfg.batch = 128;
+            cfg.objective = objective_from_flags("tb", "squared", None, None, "none").unwrap();
+            cfg.policy.backward = BackwardPolicy::Learned;
+            cfg.threads = threads;
+            Trainer::new(cfg, HyperGrid::new(4, 8).unwrap(), HyperGridReward::standard(8)).unwrap()
+        });
     }
     if all || what == "scaling" {
         b.scaling();
