@@ -91,9 +91,14 @@ fn queues(n: usize) -> Vec<Sender<Job>> {
     workers[..n].to_vec()
 }
 
-/// `f` of each item, the first on this thread and each other on a kept
-/// worker thread; the results in the items' order. A panic in any part is
-/// resumed here once every part has ended.
+/// How many worker threads have been started.
+pub fn started() -> usize {
+    WORKERS.lock().unwrap_or_else(|e| e.into_inner()).len()
+}
+
+/// `f` of each item, the first on this thread and item `i` on the `i`-th
+/// kept worker thread; the results in the items' order. A panic in any part
+/// is resumed here once every part has ended.
 pub fn map<I: Send, O: Send>(items: Vec<I>, f: impl Fn(I) -> O + Sync) -> Vec<O> {
     if items.len() <= 1 || IS_WORKER.with(Cell::get) {
         return items.into_iter().map(f).collect();

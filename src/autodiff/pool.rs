@@ -61,10 +61,14 @@ fn with<T: Scalar, R>(f: impl FnOnce(&mut Pool<T>) -> R) -> Option<R> {
     T::pool().try_with(|p: &RefCell<Pool<T>>| f(&mut p.borrow_mut())).ok()
 }
 
-/// Frees the buffers this thread keeps (they are otherwise kept until the
-/// thread ends: about one training step's worth of memory).
+/// Frees the buffers this thread keeps, and those of the worker threads
+/// ([`crate::workers`]), which are otherwise kept until the threads end:
+/// about one training step's worth of memory. (Called from inside a worker's
+/// part, only that thread's.)
 pub fn release<T: Scalar>() {
-    with(|p: &mut Pool<T>| p.free.clear());
+    crate::workers::map(vec![(); crate::workers::started() + 1], |()| {
+        with(|p: &mut Pool<T>| p.free.clear());
+    });
 }
 
 /// Bytes this thread keeps for reuse.
@@ -227,6 +231,22 @@ mod tests {
         );
         release::<f32>();
         assert_eq!(kept_bytes::<f32>(), 0);
+    }
+
+    #[test]
+    fn release_frees_the_workers_buffers_too() {
+        // f64 arrays, which no other test hands to a worker thread
+        let kept = |give_one: bool| {
+            crate::workers::map(vec![false, give_one], |give_one| {
+                if give_one {
+                    give(zeros::<f64>((64, 64)));
+                }
+                kept_bytes::<f64>()
+            })[1]
+        };
+        assert!(kept(true) >= 64 * 64 * 8, "the worker keeps the buffer");
+        release::<f64>();
+        assert_eq!(kept(false), 0);
     }
 
     #[test]
