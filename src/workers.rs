@@ -1,19 +1,20 @@
 //! Worker threads kept from one call to the next.
 //!
 //! The sampler splits a batch over threads and the large matrix products
-//! split their rows. A thread started for each call begins with empty
-//! per-thread buffers (the array pool, the kernel's packed operand) and
-//! takes every one of them from the operating system again, page by page;
-//! at two threads on peptides that cost more than the split gained. These
-//! threads stay, and so do their buffers.
+//! split their rows. Threads started for each call paid their start, began
+//! with empty per-thread buffers (the array pool, the kernel's packed
+//! operand), and a sampling thread's own products started more: three
+//! threads on two cores. These threads stay, with their buffers: a
+//! two-thread step took 0.92-0.95 of the time at peptide batch 256 and
+//! 0.81-0.85 at HyperGrid batch 128 (BENCHMARKS.md).
 //!
 //! [`map`] runs its first part on the calling thread and each other part on
 //! a kept worker, and returns once all have ended. A call made inside a part
 //! (a sampling worker's large product) runs all its parts in place, one
 //! after the other: the threads are busy with the outer call's parts, and a
-//! worker never waits for another, so no call can wait for itself. Which thread runs a part
-//! changes no result: the callers split their work so that every output is
-//! computed by the same operations whatever the split.
+//! worker never waits for another, so no call can wait for itself. Which
+//! thread runs a part changes no result: the callers split their work so
+//! that every output is computed by the same operations whatever the split.
 
 use std::any::Any;
 use std::cell::Cell;
