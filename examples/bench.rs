@@ -453,18 +453,24 @@ impl Bench {
     /// Scenario 4: step time against batch and hidden width (HyperGrid, scenario 1's
     /// setup) and against the peptide length (scenario 2's setup), each with its floor.
     fn scaling(&mut self) {
+        // each point starts with an empty buffer pool, so that after its steps
+        // the pool holds what one of its steps uses (the tape's arrays and
+        // gradients, the kept layer outputs): its memory
         let point = |b: &mut Self, axis: &str, value: usize, (secs, ratio, rows): (f64, f64, f64)| {
+            let mib = gflownet::autodiff::pool::kept_bytes::<f32>() as f64 / (1 << 20) as f64;
+            gflownet::autodiff::pool::release::<f32>();
             b.emit(
                 serde_json::json!({"bench": "scaling", "axis": axis, "value": value, "ms_per_iter": secs * 1e3,
-                    "ratio": ratio, "rows": rows, "us_per_row": secs * 1e6 / rows}),
+                    "ratio": ratio, "rows": rows, "us_per_row": secs * 1e6 / rows, "pooled_mib": mib}),
                 format!("scaling {axis}={value}"),
                 format!(
-                    "{:.2} ms/iter, {rows:.0} states, {:.2} us/state; {ratio:.1}x floor",
+                    "{:.2} ms/iter, {rows:.0} states, {:.2} us/state; {ratio:.1}x floor; {mib:.1} MiB pooled",
                     secs * 1e3,
                     secs * 1e6 / rows,
                 ),
             );
         };
+        gflownet::autodiff::pool::release::<f32>();
         let grid = |batch: usize, hidden: usize| {
             let mut cfg = TrainConfig::hypergrid_default(4, 8);
             cfg.batch = batch;
