@@ -18,7 +18,7 @@
 //!   blocks `k` by reloading its accumulators from the output, which continues
 //!   the same chain, so neither the tile shape nor the blocking changes a bit.
 //! - For `b` of fewer than 16 columns (the output heads) and rows of `a`
-//!   contiguous, dot products along `k` in 8 lanes ([`narrow_fma`]): a tile
+//!   contiguous, dot products along `k` in 8 lanes (`narrow_fma`): a tile
 //!   would leave most of its lanes idle.
 //!
 //! It serves the `f32` products where the CPU has AVX2 and FMA, inference and
