@@ -550,18 +550,9 @@ impl Bench {
     }
 
     /// Scenario 2: the peptide task, TB, lengths 10-30, MLP 2x256, on-policy, no replay.
-    fn peptide(&mut self, batch: usize, threads: usize) -> f64 {
-        let mut cfg = TrainConfig::peptide_default();
-        cfg.batch = batch;
-        cfg.replay.kind = ReplayKind::None;
-        cfg.optimizer.log_z_init = LogZInit::Config;
-        cfg.threads = threads;
-        let env = Peptide::default();
-        let reward = PeptideLogReward {
-            env: env.clone(),
-            model: Box::new(PeptideReward::new()),
-        };
-        let mut t = Trainer::new(cfg, env, reward).unwrap();
+    fn peptide(&mut self, batch: usize) {
+        let threads = 1;
+        let mut t = peptide_trainer(batch, threads);
         for _ in 0..5 {
             t.train_step().unwrap();
         }
@@ -595,8 +586,22 @@ impl Bench {
                 batch as f64 / sample,
             ),
         );
-        total
     }
+}
+
+/// Scenario 2's trainer: the peptide task, TB, lengths 10-30, MLP 2x256, on-policy, no replay.
+fn peptide_trainer(batch: usize, threads: usize) -> Trainer<Peptide, PeptideLogReward> {
+    let mut cfg = TrainConfig::peptide_default();
+    cfg.batch = batch;
+    cfg.replay.kind = ReplayKind::None;
+    cfg.optimizer.log_z_init = LogZInit::Config;
+    cfg.threads = threads;
+    let env = Peptide::default();
+    let reward = PeptideLogReward {
+        env: env.clone(),
+        model: Box::new(PeptideReward::new()),
+    };
+    Trainer::new(cfg, env, reward).unwrap()
 }
 
 fn main() {
@@ -634,8 +639,8 @@ fn main() {
         b.hypergrid("tb", 128, false);
     }
     if all || what == "peptide" {
-        b.peptide(64, 1);
-        b.peptide(512, 1);
+        b.peptide(64);
+        b.peptide(512);
     }
     if all || what == "objectives" {
         for o in ["tb", "subtb", "db", "rev-kl", "fwd-kl", "renyi", "tsallis"] {
@@ -643,19 +648,7 @@ fn main() {
         }
     }
     if all || what == "threads" {
-        b.threads("peptide b=256", 20, |threads| {
-            let mut cfg = TrainConfig::peptide_default();
-            cfg.batch = 256;
-            cfg.replay.kind = ReplayKind::None;
-            cfg.optimizer.log_z_init = LogZInit::Config;
-            cfg.threads = threads;
-            let env = Peptide::default();
-            let reward = PeptideLogReward {
-                env: env.clone(),
-                model: Box::new(PeptideReward::new()),
-            };
-            Trainer::new(cfg, env, reward).unwrap()
-        });
+        b.threads("peptide b=256", 20, |threads| peptide_trainer(256, threads));
         b.threads("hypergrid b=128", 60, |threads| {
             let mut cfg = TrainConfig::hypergrid_default(4, 8);
             cfg.batch = 128;
