@@ -549,7 +549,8 @@ impl Bench {
         );
     }
 
-    /// Scenario 2: the peptide task, TB, lengths 10-30, MLP 2x256, on-policy, no replay.
+    /// Scenario 2 ([`peptide_trainer`]) on one thread: steps and trajectories
+    /// per second, the floor ratio, allocations per step.
     fn peptide(&mut self, batch: usize) {
         let threads = 1;
         let mut t = peptide_trainer(batch, threads);
