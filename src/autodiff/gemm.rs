@@ -11,12 +11,15 @@
 //! which costs as much as the arithmetic when `a` has a handful of rows or `b`
 //! a handful of columns, and its results differ from the kernel's where `k`
 //! exceeds its blocking. The kernel has two forms:
-//! - 6x16 register tiles, each output one fused multiply-add chain over `k` in
-//!   order (the last 1-3 rows of a product in tiles 32 or 64 columns wide, so
-//!   that they too keep 8 or more chains in flight). It reads `b` in place below
-//!   32 rows and packed from there on (a transposed `b` always packed), and
-//!   blocks `k` by reloading its accumulators from the output, which continues
-//!   the same chain, so neither the tile shape nor the blocking changes a bit.
+//! - Register tiles, each output one fused multiply-add chain over `k` in
+//!   order: 6 rows by 16 columns in AVX2, 8 rows by 32 in AVX-512 where the
+//!   CPU has it (the last rows of a product in tiles over several 16-column
+//!   strips, so that they too keep 8 or more chains in flight). It reads `b`
+//!   in place below 32 rows and packed from there on (a transposed `b` always
+//!   packed), and blocks `k` by reloading its accumulators from the output,
+//!   which continues the same chain, so neither the tile shape, the vector
+//!   width nor the blocking changes a bit: AVX2 and AVX-512 give the same
+//!   results (tested).
 //! - For `b` of fewer than 16 columns (the output heads) and rows of `a`
 //!   contiguous, dot products along `k` in 8 lanes (`narrow_fma`): a tile
 //!   would leave most of its lanes idle.
@@ -127,20 +130,50 @@ const MC: usize = 12 * MR;
 /// Columns of `b` packed at a time (a block of `KC` rows of them, 256 KiB, stays in L2).
 const NC: usize = 16 * NR;
 
-/// The `f32` kernel where the CPU has AVX2 and FMA.
+/// The `f32` kernel where the CPU has AVX2 and FMA: its tiles in AVX-512
+/// where the CPU also has AVX-512F (the same bits, see [`Isa`]).
 pub(crate) fn f32_kernel() -> Option<Kernel<f32>> {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        return Some(kernel_f32);
+        return Some(match std::is_x86_feature_detected!("avx512f") {
+            true => |a, b, out| kernel_f32(a, b, out, Isa::Avx512),
+            false => |a, b, out| kernel_f32(a, b, out, Isa::Avx2),
+        });
     }
     None
 }
 
-/// `out = a · b`, `b` and `out` row-major: by tiles ([`kernel_fma`]), or for
+/// Every form of the `f32` kernel this CPU runs (AVX2, then AVX-512), for the tests.
+#[cfg(test)]
+fn f32_kernels() -> Vec<Kernel<f32>> {
+    let mut kernels: Vec<Kernel<f32>> = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        kernels.push(|a, b, out| kernel_f32(a, b, out, Isa::Avx2));
+        if std::is_x86_feature_detected!("avx512f") {
+            kernels.push(|a, b, out| kernel_f32(a, b, out, Isa::Avx512));
+        }
+    }
+    kernels
+}
+
+/// The vector instructions of a kernel's tiles. Both compute every output as
+/// one fused multiply-add chain over `k` in order, so they give the same bits;
+/// AVX-512 does twice the work per instruction (on this project's AMD EPYC,
+/// twice the rate, `bench matmul`).
+#[derive(Clone, Copy, PartialEq)]
+enum Isa {
+    /// AVX2 and FMA: tiles of 6 rows by one 16-column strip.
+    Avx2,
+    /// AVX-512F: tiles of 8 rows by two strips.
+    Avx512,
+}
+
+/// `out = a · b`, `b` and `out` row-major: by tiles ([`tiles`]), or for
 /// `b` narrower than a tile and rows of `a` contiguous (an output head's
 /// forward product) by dot products along `k` ([`narrow_fma`]).
 #[cfg(target_arch = "x86_64")]
-fn kernel_f32(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, mut out: ArrayViewMut2<'_, f32>) {
+fn kernel_f32(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, mut out: ArrayViewMut2<'_, f32>, isa: Isa) {
     let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
     assert!(b.nrows() == k && out.dim() == (m, n), "kernel: shapes");
     let strided = |x: ArrayView2<'_, f32>, what: &str| {
@@ -157,12 +190,13 @@ fn kernel_f32(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, mut out: ArrayView
     if m == 0 {
         return;
     }
-    // SAFETY: `f32_kernel` hands this function out only where the CPU has
-    // AVX2 and FMA; `a` addresses (i, p) for i < m, p < k, and `b` (p, j)
-    // for p < k, j < n, within their views.
+    // SAFETY: `f32_kernels` hands this function out only where the CPU has
+    // AVX2 and FMA, and with `Isa::Avx512` only where it has AVX-512F; `a`
+    // addresses (i, p) for i < m, p < k, and `b` (p, j) for p < k, j < n,
+    // within their views.
     match n < NR && (a.cs == 1 || k == 1) {
         true => unsafe { narrow_fma(a, b, out, m, k, n) },
-        false => unsafe { kernel_fma(a, b, out, m, k, n) },
+        false => unsafe { tiles(a, b, out, m, k, n, isa) },
     }
 }
 
@@ -184,12 +218,14 @@ impl Strided {
     }
 }
 
+/// `out = a · b` by register tiles of `isa`.
+///
 /// # Safety
-/// The CPU has AVX2 and FMA; `a` is a valid `m x k` matrix, `b` a valid
-/// `k x n` one; `out` is `m x n`, row-major.
+/// The CPU has AVX2 and FMA, and AVX-512F if `isa` says so; `a` is a valid
+/// `m x k` matrix, `b` a valid `k x n` one; `out` is `m x n`, row-major.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_fma(a: Strided, b: Strided, out: &mut [f32], m: usize, k: usize, n: usize) {
+unsafe fn tiles(a: Strided, b: Strided, out: &mut [f32], m: usize, k: usize, n: usize, isa: Isa) {
     // `b` as the tiles read it: in a product of fewer than `PACK_ROWS` rows a
     // row-major `b` is read in place, only its last n % 16 columns copied,
     // zero-padded, into `packed`; otherwise each block of `KC` rows and `NC`
@@ -282,51 +318,135 @@ unsafe fn kernel_fma(a: Strided, b: Strided, out: &mut [f32], m: usize, k: usize
             }
         };
         for i0 in (0..m).step_by(MC) {
-            let mc = MC.min(m - i0);
-            // strip by strip (a strip stays in L1 for all the rows), full
-            // tiles of 6 rows, then the last 1-5 rows; 1-3 of them over
-            // `per` full strips at a time, once the last of those is done
-            let six = mc / MR * MR;
-            let (rest, i) = (mc - six, i0 + six);
-            let per = match rest {
-                1 => 4,
-                2 | 3 => 2,
-                _ => 1,
-            };
-            for s in group.clone() {
-                let (j, w) = (s * NR, NR.min(n - s * NR));
-                for i in (i0..i0 + six).step_by(MR) {
-                    // SAFETY: rows i..i+6 and columns p0..p0+kc of `a` exist,
-                    // the strip holds kc rows of 16 at stride `ldb`.
-                    unsafe { tile::<MR, 1>(&tile_at(i, s), &mut out[i * n + j..], n, w) };
-                }
-                if rest == 0 {
-                    continue;
-                }
-                let g = group.start + (s - group.start) / per * per;
-                let wide = per > 1 && g + per <= group.end && (g + per) * NR <= full;
-                if wide && s + 1 < g + per {
-                    continue; // the tile over strips g..g+per comes at its last strip
-                }
-                let s = if wide { g } else { s };
-                let (j, w, t) = (s * NR, NR.min(n - s * NR), tile_at(i, s));
-                let out = &mut out[i * n + j..];
-                // SAFETY (each call): rows i..i+rest and columns p0..p0+kc of `a`
-                // exist; with `wide`, `per` full strips follow from strip s.
-                match (rest, wide) {
-                    (1, true) => unsafe { tile::<1, 4>(&t, out, n, w) },
-                    (1, false) => unsafe { tile::<1, 1>(&t, out, n, w) },
-                    (2, true) => unsafe { tile::<2, 2>(&t, out, n, w) },
-                    (2, false) => unsafe { tile::<2, 1>(&t, out, n, w) },
-                    (3, true) => unsafe { tile::<3, 2>(&t, out, n, w) },
-                    (3, false) => unsafe { tile::<3, 1>(&t, out, n, w) },
-                    (4, _) => unsafe { tile::<4, 1>(&t, out, n, w) },
-                    _ => unsafe { tile::<5, 1>(&t, out, n, w) },
-                }
+            let rows = i0..m.min(i0 + MC);
+            // SAFETY: rows `rows` and columns p0..p0+kc of `a` exist, each
+            // strip of `group` holds kc rows of 16 (see `strip_at`).
+            match isa {
+                Isa::Avx2 => unsafe { walk_avx2(&tile_at, out, rows, group.clone(), n, full) },
+                Isa::Avx512 => unsafe { walk_avx512(&tile_at, out, rows, group.clone(), n, full) },
             }
         }
     }
     PACKED.set(packed);
+}
+
+/// The tiles of one block of rows (`rows`, at most [`MC`]) over one group of
+/// strips, in AVX2: strip by strip (a strip stays in L1 for all the rows),
+/// full tiles of 6 rows, then the last 1-5 rows; 1-3 of them over `per` full
+/// strips at a time, once the last of those is done. `tile_at(i, s)` is the
+/// tile at row `i` and strip `s` (`full`: the columns in full strips).
+///
+/// # Safety
+/// As [`tiles`]: each `tile_at(i, s)` for `i` in `rows`, `s` in `group` is valid.
+#[cfg(target_arch = "x86_64")]
+unsafe fn walk_avx2<'a>(
+    tile_at: &impl Fn(usize, usize) -> Tile<'a>,
+    out: &mut [f32],
+    rows: std::ops::Range<usize>,
+    group: std::ops::Range<usize>,
+    n: usize,
+    full: usize,
+) {
+    let (i0, mc) = (rows.start, rows.len());
+    let six = mc / MR * MR;
+    let (rest, i) = (mc - six, i0 + six);
+    let per = match rest {
+        1 => 4,
+        2 | 3 => 2,
+        _ => 1,
+    };
+    for s in group.clone() {
+        let (j, w) = (s * NR, NR.min(n - s * NR));
+        for i in (i0..i0 + six).step_by(MR) {
+            // SAFETY: rows i..i+6 and columns p0..p0+kc of `a` exist,
+            // the strip holds kc rows of 16 at stride `ldb`.
+            unsafe { tile::<MR, 1>(&tile_at(i, s), &mut out[i * n + j..], n, w) };
+        }
+        if rest == 0 {
+            continue;
+        }
+        let g = group.start + (s - group.start) / per * per;
+        let wide = per > 1 && g + per <= group.end && (g + per) * NR <= full;
+        if wide && s + 1 < g + per {
+            continue; // the tile over strips g..g+per comes at its last strip
+        }
+        let s = if wide { g } else { s };
+        let (j, w, t) = (s * NR, NR.min(n - s * NR), tile_at(i, s));
+        let out = &mut out[i * n + j..];
+        // SAFETY (each call): rows i..i+rest and columns p0..p0+kc of `a`
+        // exist; with `wide`, `per` full strips follow from strip s.
+        match (rest, wide) {
+            (1, true) => unsafe { tile::<1, 4>(&t, out, n, w) },
+            (1, false) => unsafe { tile::<1, 1>(&t, out, n, w) },
+            (2, true) => unsafe { tile::<2, 2>(&t, out, n, w) },
+            (2, false) => unsafe { tile::<2, 1>(&t, out, n, w) },
+            (3, true) => unsafe { tile::<3, 2>(&t, out, n, w) },
+            (3, false) => unsafe { tile::<3, 1>(&t, out, n, w) },
+            (4, _) => unsafe { tile::<4, 1>(&t, out, n, w) },
+            _ => unsafe { tile::<5, 1>(&t, out, n, w) },
+        }
+    }
+}
+
+/// [`walk_avx2`] in AVX-512: tiles of 8 rows by two full strips (one strip
+/// where a pair does not fit, the last strip where it is partial), then the
+/// last 1-7 rows over several strips at a time, so that every tile keeps at
+/// least 8 accumulators (but the last strips').
+///
+/// # Safety
+/// As [`walk_avx2`], and the CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+unsafe fn walk_avx512<'a>(
+    tile_at: &impl Fn(usize, usize) -> Tile<'a>,
+    out: &mut [f32],
+    rows: std::ops::Range<usize>,
+    group: std::ops::Range<usize>,
+    n: usize,
+    full: usize,
+) {
+    // strips s..s+per if all of them are full and in the group, else s alone
+    let span = |s: usize, per: usize| match s + per <= group.end && (s + per) * NR <= full {
+        true => per,
+        false => 1,
+    };
+    let eight = rows.len() / 8 * 8;
+    let mut s = group.start;
+    while s < group.end {
+        let (j, w, per) = (s * NR, NR.min(n - s * NR), span(s, 2));
+        for i in (rows.start..rows.start + eight).step_by(8) {
+            let (t, out) = (tile_at(i, s), &mut out[i * n + j..]);
+            // SAFETY (each call): rows i..i+8 and the tile's columns of `a`
+            // exist; `per` strips from s, all full if more than one.
+            match per {
+                2 => unsafe { tile512::<8, 2>(&t, out, n, w) },
+                _ => unsafe { tile512::<8, 1>(&t, out, n, w) },
+            }
+        }
+        s += per;
+    }
+    let (i, rest) = (rows.start + eight, rows.len() - eight);
+    if rest == 0 {
+        return;
+    }
+    let mut s = group.start;
+    while s < group.end {
+        let per = span(s, [8, 4, 4, 2, 2, 2, 2][rest - 1]);
+        let (j, w, t) = (s * NR, NR.min(n - s * NR), tile_at(i, s));
+        let out = &mut out[i * n + j..];
+        macro_rules! rest {
+            ($($r:literal: $per:literal),*) => {
+                // SAFETY (each call): rows i..i+rest and the tile's columns of
+                // `a` exist; `per` strips from s, all full if more than one.
+                match (rest, per) {
+                    $(($r, $per) => unsafe { tile512::<$r, $per>(&t, out, n, w) },
+                      ($r, _) => unsafe { tile512::<$r, 1>(&t, out, n, w) },)*
+                    _ => unreachable!("1-7 rows"),
+                }
+            };
+        }
+        rest!(1: 8, 2: 4, 3: 4, 4: 2, 5: 2, 6: 2, 7: 2);
+        s += per;
+    }
 }
 
 /// Columns of `b` per pass of [`narrow_fma`] over a pair of rows.
@@ -542,6 +662,65 @@ unsafe fn tile<const R: usize, const S: usize>(t: &Tile<'_>, out: &mut [f32], n:
     }
 }
 
+/// [`tile`] in AVX-512: `R x 16S` outputs, one vector of 16 per row and
+/// strip; of the last strip the first `w` lanes are loaded and stored (masked).
+///
+/// # Safety
+/// AVX-512F; `t.a` has `R` rows and `t.kc` columns; strip `s` of the tile
+/// starts `s * t.sstride` into `t.b`; `out` holds `R` rows of `n`; `w < 16`
+/// only if `S == 1`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline(never)]
+unsafe fn tile512<const R: usize, const S: usize>(t: &Tile<'_>, out: &mut [f32], n: usize, w: usize) {
+    use std::arch::x86_64::{
+        _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_set1_ps,
+        _mm512_setzero_ps,
+    };
+    assert!(
+        t.b.len() >= (S - 1) * t.sstride + (t.kc - 1) * t.ldb + NR
+            && out.len() >= (R - 1) * n + (S - 1) * NR + w
+            && (1..=NR).contains(&w)
+            && (S == 1 || w == NR)
+    );
+    // the lanes of strip s that belong to the output
+    let mask = |s: usize| {
+        if s + 1 < S {
+            u16::MAX
+        } else {
+            (((1u32 << w) - 1) & 0xffff) as u16
+        }
+    };
+    let mut acc = [[_mm512_setzero_ps(); S]; R];
+    if !t.first {
+        for (r, acc) in acc.iter_mut().enumerate() {
+            for (s, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: the lanes in `mask(s)` are entries of `out` (asserted
+                // above); the others are not read.
+                *acc = unsafe { _mm512_maskz_loadu_ps(mask(s), out.as_ptr().add(r * n + s * NR)) };
+            }
+        }
+    }
+    let (b, a) = (t.b.as_ptr(), t.a);
+    for p in 0..t.kc {
+        // SAFETY: row p of each strip holds 16 entries (asserted above).
+        let bv: [_; S] = std::array::from_fn(|s| unsafe { _mm512_loadu_ps(b.add(s * t.sstride + p * t.ldb)) });
+        for (r, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: (r, p) is an entry of `a` (the function's contract).
+            let x = _mm512_set1_ps(unsafe { *a.ptr.add(r * a.rs + p * a.cs) });
+            for (acc, &bv) in acc.iter_mut().zip(&bv) {
+                *acc = _mm512_fmadd_ps(x, bv, *acc);
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        for (s, &acc) in acc.iter().enumerate() {
+            // SAFETY: as the loads above.
+            unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr().add(r * n + s * NR), mask(s), acc) };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -592,10 +771,12 @@ mod tests {
 
     #[test]
     fn kernel_matches_a_reference_and_ignores_row_grouping() {
-        let Some(kernel) = f32_kernel() else {
+        let kernels = f32_kernels();
+        if kernels.is_empty() {
             eprintln!("no AVX2 and FMA here: the kernel is not used");
             return;
-        };
+        }
+        eprintln!("{} forms of the kernel (2: AVX-512 too)", kernels.len());
         // also a `b` whose data starts 4 bytes past an allocation
         let shifted = |k: usize, n: usize| {
             let v: Vec<f32> = (0..k * n + 1).map(|i| ((i * 7) % 17) as f32 * 0.11 - 0.9).collect();
@@ -624,6 +805,15 @@ mod tests {
             (5, 256, 5),
             (8, 19, 9),
             (33, 300, 15),
+            // AVX-512 tiles: 8 rows and 1-7 more, pairs of strips and a
+            // single or partial strip after them, several strips for the last rows
+            (9, 40, 50),
+            (23, 64, 144),
+            (80, 30, 33),
+            (15, 17, 160),
+            // an output head of 21 (a partial strip), read in place and packed
+            (1, 256, 21),
+            (40, 256, 21),
         ] {
             let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 31 + j * 17) % 13) as f32 * 0.37 - 2.0);
             let a_t = a.t().to_owned(); // the same matrix read column-major: a_t.t()
@@ -631,35 +821,41 @@ mod tests {
                 Array2::from_shape_fn((k, n), |(i, j)| ((i * 7 + j * 11) % 17) as f32 * 0.11 - 0.9),
                 shifted(k, n),
             ] {
-                let mut out = Array2::from_elem((m, n), f32::NAN);
-                kernel(a.view(), b.view(), out.view_mut());
-                close(&out, &reference(a.view(), b.view()), k, &format!("{m}x{k}x{n}"));
-                let mut out_t = Array2::from_elem((m, n), f32::NAN);
-                kernel(a_t.t(), b.view(), out_t.view_mut());
-                close(
-                    &out_t,
-                    &reference(a.view(), b.view()),
-                    k,
-                    &format!("{m}x{k}x{n}, column-major a"),
-                );
-                // a column-major `b` (an input gradient's `Wᵀ`) is packed: the same bits
-                let b_t = b.t().to_owned();
-                let mut out_bt = Array2::from_elem((m, n), f32::NAN);
-                kernel(a.view(), b_t.t(), out_bt.view_mut());
-                assert!(bits(out.view(), out_bt.view()), "{m}x{k}x{n}: column-major `b`");
-                // tiles read `a` with any strides alike (a narrow product
-                // with a column-major `a` takes the tiles, not dot products)
-                if n >= NR {
-                    assert!(bits(out.view(), out_t.view()), "{m}x{k}x{n}: column-major `a`");
-                }
-                // every row alone, and any band of rows, gives the same bits as the whole product
-                for (lo, hi) in (0..m).map(|i| (i, i + 1)).chain([(m / 3, m), (1.min(m - 1), m)]) {
-                    let mut part = Array2::zeros((hi - lo, n));
-                    kernel(a.slice(s![lo..hi, ..]), b.view(), part.view_mut());
-                    assert!(
-                        bits(part.view(), out.slice(s![lo..hi, ..])),
-                        "{m}x{k}x{n} rows {lo}..{hi}"
+                let mut first = None;
+                for &kernel in &kernels {
+                    let mut out = Array2::from_elem((m, n), f32::NAN);
+                    kernel(a.view(), b.view(), out.view_mut());
+                    close(&out, &reference(a.view(), b.view()), k, &format!("{m}x{k}x{n}"));
+                    // every form of the kernel gives the same bits (AVX2 or AVX-512)
+                    let first = &*first.get_or_insert_with(|| out.clone());
+                    assert!(bits(out.view(), first.view()), "{m}x{k}x{n}: the kernel's forms differ");
+                    let mut out_t = Array2::from_elem((m, n), f32::NAN);
+                    kernel(a_t.t(), b.view(), out_t.view_mut());
+                    close(
+                        &out_t,
+                        &reference(a.view(), b.view()),
+                        k,
+                        &format!("{m}x{k}x{n}, column-major a"),
                     );
+                    // a column-major `b` (an input gradient's `Wᵀ`) is packed: the same bits
+                    let b_t = b.t().to_owned();
+                    let mut out_bt = Array2::from_elem((m, n), f32::NAN);
+                    kernel(a.view(), b_t.t(), out_bt.view_mut());
+                    assert!(bits(out.view(), out_bt.view()), "{m}x{k}x{n}: column-major `b`");
+                    // tiles read `a` with any strides alike (a narrow product
+                    // with a column-major `a` takes the tiles, not dot products)
+                    if n >= NR {
+                        assert!(bits(out.view(), out_t.view()), "{m}x{k}x{n}: column-major `a`");
+                    }
+                    // every row alone, and any band of rows, gives the same bits as the whole product
+                    for (lo, hi) in (0..m).map(|i| (i, i + 1)).chain([(m / 3, m), (1.min(m - 1), m)]) {
+                        let mut part = Array2::zeros((hi - lo, n));
+                        kernel(a.slice(s![lo..hi, ..]), b.view(), part.view_mut());
+                        assert!(
+                            bits(part.view(), out.slice(s![lo..hi, ..])),
+                            "{m}x{k}x{n} rows {lo}..{hi}"
+                        );
+                    }
                 }
             }
         }
