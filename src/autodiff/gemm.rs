@@ -24,11 +24,10 @@
 //!   contiguous, dot products along `k` in 8 lanes (`narrow_fma`): a tile
 //!   would leave most of its lanes idle.
 //!
-//! It serves the `f32` products where the CPU has AVX2 and FMA, inference and
-//! the tape alike, except a weight gradient `xᵀ · g` at least 16 columns wide:
-//! `matrixmultiply` measured faster there (`bench matmul` measures each shape
-//! the engine uses). `f64` (gradient checks) goes to `matrixmultiply` too,
-//! whose rows do not depend on each other either.
+//! It serves every `f32` product where the CPU has AVX2 and FMA, inference
+//! and the tape alike (`bench matmul` measures each shape the engine uses
+//! against `matrixmultiply`). `f64` (gradient checks) goes to
+//! `matrixmultiply`, whose rows do not depend on each other either.
 
 use std::cell::Cell;
 
@@ -86,9 +85,6 @@ pub fn dot_into<T: Scalar>(a: ArrayView2<'_, T>, b: ArrayView2<'_, T>, mut out: 
             out.assign(&c.t());
             pool::give(c);
         }
-        // a wide one (a hidden layer's weight gradient): `matrixmultiply`,
-        // which packs `a` and measured faster than tiles reading it in place
-        _ if column_major => split(a, b, out, None),
         kernel => split(a, b, out, kernel),
     }
 }
