@@ -7,7 +7,10 @@
 //! a scenario is its floating-point work (the MLP forward and backward over
 //! the states actually visited, first layers counted sparse as the engine
 //! computes them) divided by the single-thread GEMM rate measured here at
-//! 256x256x256; `ratio` = measured time / floor. The training scenarios
+//! 256x256x256 by the engine's own kernel (in AVX-512 where the CPU has it,
+//! the fastest product we have on the machine); `ratio` = measured time /
+//! floor, and `ratio_ndarray` the same against ndarray's product (the
+//! yardstick up to the eighth session of 2026-11-30). The training scenarios
 //! measure that rate again after every 10 steps and set each step against
 //! the rate measured around it (the machine's speed drifts by tens of
 //! percent over seconds on a shared host); `ratio` is the median of those
@@ -136,7 +139,7 @@ fn gemm_gflops_as(m: usize, k: usize, n: usize, layout: Operands) -> (f64, f64) 
 
 struct Bench {
     rows: Vec<(String, String)>,
-    /// GFLOP/s of the yardstick GEMM.
+    /// GFLOP/s of the yardstick GEMM (the engine's kernel).
     rate: f64,
     /// The yardstick's operands and its output, 256x256 each.
     operands: (Array2<f32>, Array2<f32>, Array2<f32>),
@@ -145,24 +148,28 @@ struct Bench {
 /// Steps timed in a row between two measurements of the yardstick.
 const BLOCK: usize = 10;
 
-/// Per-step seconds, each with the yardstick's GFLOP/s measured around it.
-struct Paired(Vec<(f64, f64)>);
+/// Per-step seconds, each with the GFLOP/s of the engine's and ndarray's
+/// yardstick products measured around it.
+struct Paired(Vec<(f64, [f64; 2])>);
 
 impl Paired {
     /// Median seconds per step.
     fn secs(&self) -> f64 {
         median(self.0.iter().map(|&(s, _)| s).collect())
     }
-    /// Median of the steps' floor ratios for `flops` per step.
-    fn ratio(&self, flops: f64) -> f64 {
-        median(self.0.iter().map(|&(s, rate)| s / (flops / (rate * 1e9))).collect())
+    /// Median of the steps' floor ratios for `flops` per step: against the
+    /// engine's rate, and against ndarray's.
+    fn ratios(&self, flops: f64) -> [f64; 2] {
+        [0, 1].map(|i| median(self.0.iter().map(|&(s, rate)| s / (flops / (rate[i] * 1e9))).collect()))
     }
-    /// (lowest, median, highest) yardstick GFLOP/s of the run.
-    fn rates(&self) -> (f64, f64, f64) {
-        let r: Vec<f64> = self.0.iter().map(|&(_, r)| r).collect();
-        let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = r.iter().copied().fold(0.0, f64::max);
-        (lo, median(r), hi)
+    /// (lowest, median, highest) GFLOP/s of the engine's yardstick over the run, then of ndarray's.
+    fn rates(&self) -> [(f64, f64, f64); 2] {
+        [0, 1].map(|i| {
+            let r: Vec<f64> = self.0.iter().map(|&(_, r)| r[i]).collect();
+            let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = r.iter().copied().fold(0.0, f64::max);
+            (lo, median(r), hi)
+        })
     }
 }
 
@@ -174,24 +181,32 @@ impl Bench {
 
     fn yardstick(&mut self) -> f64 {
         if self.rate == 0.0 {
-            self.rate = gemm_gflops(256, 256, 256).0;
+            self.rate = gemm_gflops(256, 256, 256).1;
         }
         self.rate
     }
 
-    /// The yardstick's GFLOP/s now: the median of five products (a few ms;
-    /// into an array made once, not a fresh 256 KiB output each).
-    fn rate_now(&mut self) -> f64 {
+    /// The yardsticks' GFLOP/s now, the engine's kernel's (single thread)
+    /// and ndarray's: each the median of five products (a few ms; into an
+    /// array made once, not a fresh 256 KiB output each).
+    fn rate_now(&mut self) -> [f64; 2] {
         let (a, b, out) = &mut self.operands;
-        let secs = (0..5)
-            .map(|_| {
-                let c = Instant::now();
-                ndarray::linalg::general_mat_mul(1.0, &*a, &*b, 0.0, out);
-                std::hint::black_box(&*out);
-                c.elapsed().as_secs_f64()
-            })
-            .collect();
-        2.0 * 256f64.powi(3) / median(secs) / 1e9
+        let mut time = |product: &mut dyn FnMut(&mut Array2<f32>)| {
+            let secs = (0..5)
+                .map(|_| {
+                    let c = Instant::now();
+                    product(out);
+                    std::hint::black_box(&*out);
+                    c.elapsed().as_secs_f64()
+                })
+                .collect();
+            2.0 * 256f64.powi(3) / median(secs) / 1e9
+        };
+        gflownet::autodiff::gemm::set_threads(1);
+        [
+            time(&mut |out| gflownet::autodiff::gemm::dot_into(a.view(), b.view(), out.view_mut())),
+            time(&mut |out| ndarray::linalg::general_mat_mul(1.0, &*a, &*b, 0.0, out)),
+        ]
     }
 
     /// `n` runs of `step` (which returns its seconds), the yardstick measured
@@ -203,7 +218,8 @@ impl Bench {
         while out.len() < n {
             let block: Vec<f64> = (0..BLOCK.min(n - out.len())).map(|_| step()).collect();
             let after = self.rate_now();
-            out.extend(block.into_iter().map(|s| (s, 0.5 * (before + after))));
+            let around = [0, 1].map(|i| 0.5 * (before[i] + after[i]));
+            out.extend(block.into_iter().map(|s| (s, around)));
             before = after;
         }
         Paired(out)
@@ -225,7 +241,7 @@ impl Bench {
         ] {
             let (g, engine) = gemm_gflops(m, k, n);
             if (m, k, n) == (256, 256, 256) {
-                self.rate = g;
+                self.rate = engine;
             }
             self.emit(
                 serde_json::json!({"bench": "matmul", "m": m, "k": k, "n": n, "gflops": g, "engine_gflops": engine}),
@@ -371,24 +387,23 @@ impl Bench {
         let faults = (f1 - f0) as f64 / 100.0;
         let [sample, loss, backward, optim] = parts.map(median);
         let total = steps.secs();
-        let (ratio, (lo, mid, hi)) = (steps.ratio(flops), steps.rates());
+        let ([ratio, ratio_nd], [(lo, mid, hi), (nd_lo, nd_mid, nd_hi)]) = (steps.ratios(flops), steps.rates());
         let floor = flops / (mid * 1e9);
         let mut json = serde_json::json!({"bench": "hypergrid", "ndim": 4, "height": 8, "objective": objective,
             "batch": batch, "ms_per_iter": total * 1e3, "sample_ms": sample * 1e3, "loss_ms": loss * 1e3,
             "backward_ms": backward * 1e3, "optim_ms": optim * 1e3, "floor_ms": floor * 1e3, "ratio": ratio,
-            "yardstick_gflops": [lo, mid, hi],
+            "yardstick_gflops": [lo, mid, hi], "ratio_ndarray": ratio_nd, "ndarray_gflops": [nd_lo, nd_mid, nd_hi],
             "allocs_per_step": per_step(0), "alloc_kib_per_step": per_step(1) / 1024.0,
             "allocs_64kib_per_step": per_step(2), "minor_faults_per_step": faults});
         let mut text = format!(
-            "{:.2} ms/iter (sample {:.2}, loss {:.2}, backward {:.2}, optim {:.2}); {:.1}x floor \
-             (yardstick {lo:.0}-{hi:.0} GFLOP/s); per step {:.0} allocations ({:.0} KiB, {:.0} of >= 64 KiB), \
+            "{:.2} ms/iter (sample {:.2}, loss {:.2}, backward {:.2}, optim {:.2}); {ratio:.2}x floor \
+             (yardstick {lo:.0}-{hi:.0} GFLOP/s; {ratio_nd:.2}x against ndarray's {nd_lo:.0}-{nd_hi:.0}); per step {:.0} allocations ({:.0} KiB, {:.0} of >= 64 KiB), \
              {:.0} page faults",
             total * 1e3,
             sample * 1e3,
             loss * 1e3,
             backward * 1e3,
             optim * 1e3,
-            ratio,
             per_step(0),
             per_step(1) / 1024.0,
             per_step(2),
@@ -447,7 +462,7 @@ impl Bench {
             c.elapsed().as_secs_f64()
         });
         let (flops, rows) = Self::trainer_flops(t);
-        (steps.secs(), steps.ratio(flops), rows)
+        (steps.secs(), steps.ratios(flops)[0], rows)
     }
 
     /// Scenario 4: step time against batch and hidden width (HyperGrid, scenario 1's
@@ -566,7 +581,7 @@ impl Bench {
         });
         let (total, sample) = (steps.secs(), median(samples));
         let (flops, _) = Self::trainer_flops(&mut t);
-        let (ratio, (lo, mid, hi)) = (steps.ratio(flops), steps.rates());
+        let ([ratio, ratio_nd], [(lo, mid, hi), (nd_lo, nd_mid, nd_hi)]) = (steps.ratios(flops), steps.rates());
         // allocations over 5 further steps (no yardstick in between)
         let a0 = alloc_counts();
         for _ in 0..5 {
@@ -577,11 +592,13 @@ impl Bench {
             serde_json::json!({"bench": "peptide", "batch": batch, "threads": threads, "steps_per_s": 1.0 / total,
                 "trajectories_per_s": batch as f64 / total, "sampled_trajectories_per_s": batch as f64 / sample,
                 "ms_per_step": total * 1e3, "floor_ms": flops / (mid * 1e9) * 1e3, "ratio": ratio,
-                "yardstick_gflops": [lo, mid, hi], "allocs_per_step": allocs}),
+                "yardstick_gflops": [lo, mid, hi], "ratio_ndarray": ratio_nd, "ndarray_gflops": [nd_lo, nd_mid, nd_hi],
+                "allocs_per_step": allocs}),
             format!("peptide TB b={batch} threads={threads}"),
             format!(
-                "{:.1} steps/s, {:.0} traj/s trained, {:.0} traj/s sampled; {ratio:.1}x floor \
-                 (yardstick {lo:.0}-{hi:.0} GFLOP/s); {allocs:.0} allocations per step",
+                "{:.1} steps/s, {:.0} traj/s trained, {:.0} traj/s sampled; {ratio:.2}x floor \
+                 (yardstick {lo:.0}-{hi:.0} GFLOP/s; {ratio_nd:.2}x against ndarray's {nd_lo:.0}-{nd_hi:.0}); \
+                 {allocs:.0} allocations per step",
                 1.0 / total,
                 batch as f64 / total,
                 batch as f64 / sample,
