@@ -199,7 +199,7 @@ struct Bar(ProgressBar);
 impl Observer for Bar {
     fn on_step(&mut self, m: &StepMetrics, seconds: f64) {
         self.0.inc(1);
-        if m.step % 10 == 0 {
+        if m.step.is_multiple_of(10) {
             self.0.set_message(format!(
                 "loss {:>9.3}  logZ {:>7.2} (est {:>7.2})  logR {:>6.2}  {:.0} ms/step",
                 m.loss,

@@ -79,7 +79,7 @@ impl PolicyConfig {
             .try_fold(0usize, |acc, w| acc.checked_add(w[0].checked_mul(w[1])?));
         if self.hidden.is_empty()
             || self.hidden.iter().any(|&h| h == 0 || h > 1 << 16)
-            || !weights.is_some_and(|n| n <= 1 << 28)
+            || weights.is_none_or(|n| n > 1 << 28)
         {
             return Err(Error::config(
                 "policy.hidden",

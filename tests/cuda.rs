@@ -468,7 +468,7 @@ fn masked_log_softmax_forward_backward_gather() {
         let scale: Vec<f64> = (0..rows)
             .flat_map(|i| {
                 let s: f64 = (0..cols).map(|j| (gup[i * cols + j] as f64).abs()).sum();
-                std::iter::repeat(s).take(cols)
+                std::iter::repeat_n(s, cols)
             })
             .collect();
         let e = rel_err(&d.download().unwrap(), want_d.as_slice().unwrap(), &scale, 1.0);

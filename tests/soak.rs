@@ -183,7 +183,7 @@ fn rewards_from_1e_minus_30_to_1e30_keep_everything_finite() {
                 .map(|x| {
                     let s: usize = x.coords.iter().sum();
                     let frac = (x.coords[0] * height + x.coords[1]) as f64 / (height * height - 1) as f64;
-                    if s % 2 == 0 {
+                    if s.is_multiple_of(2) {
                         span * frac
                     } else {
                         -span * (1.0 - frac)

@@ -60,7 +60,7 @@ impl BitSequence {
         if !(2..=16).contains(&k) {
             return Err(Error::config("k", format!("must be in [2, 16], got {k}")));
         }
-        if n < k || n > 128 || n % k != 0 {
+        if n < k || n > 128 || !n.is_multiple_of(k) {
             return Err(Error::config(
                 "n",
                 format!("must be a multiple of k = {k} in [{k}, 128] (strings are packed in a u128), got {n}"),

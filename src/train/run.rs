@@ -368,7 +368,7 @@ fn drive<E: Environment, R: LogReward<E::State>>(
         if m.step % c.log_every == 0 || t.step == c.steps {
             append_line(&metrics_path, &json(&m))?;
         }
-        if c.eval.every > 0 && t.step % c.eval.every == 0 && c.eval.samples > 0 {
+        if c.eval.every > 0 && t.step.is_multiple_of(c.eval.every) && c.eval.samples > 0 {
             let (rep, samples) = t.evaluate()?;
             append_line(&eval_path, &json(&rep))?;
             logged_eval_step = Some(rep.step);
@@ -385,7 +385,7 @@ fn drive<E: Environment, R: LogReward<E::State>>(
                 stopped_early = true;
             }
         }
-        if (c.checkpoint_every > 0 && t.step % c.checkpoint_every == 0) || t.step == c.steps || stopped_early {
+        if (c.checkpoint_every > 0 && t.step.is_multiple_of(c.checkpoint_every)) || t.step == c.steps || stopped_early {
             save(&t, &ck_dir, &progress)?;
         }
         if stopped_early {
