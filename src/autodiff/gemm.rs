@@ -319,7 +319,14 @@ unsafe fn tiles(a: Strided, b: Strided, out: &mut [f32], m: usize, k: usize, n: 
             // strip of `group` holds kc rows of 16 (see `strip_at`).
             match isa {
                 Isa::Avx2 => unsafe { walk_avx2(&tile_at, out, rows, group.clone(), n, full) },
-                Isa::Avx512 => unsafe { walk_avx512(&tile_at, out, rows, group.clone(), n, full) },
+                Isa::Avx512 => {
+                    // packed, the last strip (zero-padded) follows the others
+                    let joined = match in_place {
+                        true => full,
+                        false => n,
+                    };
+                    unsafe { walk_avx512(&tile_at, out, rows, group.clone(), n, joined) }
+                }
             }
         }
     }
@@ -384,10 +391,12 @@ unsafe fn walk_avx2<'a>(
     }
 }
 
-/// [`walk_avx2`] in AVX-512: tiles of 8 rows by two full strips (one strip
-/// where a pair does not fit, the last strip where it is partial), then the
-/// last 1-7 rows over several strips at a time, so that every tile keeps at
-/// least 8 accumulators (but the last strips').
+/// [`walk_avx2`] in AVX-512: tiles of 8 rows by two strips (one strip where
+/// a pair does not fit), then the last 1-7 rows over several strips at a
+/// time, so that every tile keeps at least 8 accumulators (but the last
+/// strips'). A tile spans several strips only within the first `joined`
+/// columns (`n` where the strips lie one after the other, the last one
+/// zero-padded: packed; else the full strips').
 ///
 /// # Safety
 /// As [`walk_avx2`], and the CPU has AVX-512F.
@@ -398,21 +407,23 @@ unsafe fn walk_avx512<'a>(
     rows: std::ops::Range<usize>,
     group: std::ops::Range<usize>,
     n: usize,
-    full: usize,
+    joined: usize,
 ) {
-    // strips s..s+per if all of them are full and in the group, else s alone
-    let span = |s: usize, per: usize| match s + per <= group.end && (s + per) * NR <= full {
+    // strips s..s+per if they are in the group and may be joined, else s alone
+    let span = |s: usize, per: usize| match s + per <= group.end && ((s + per - 1) * NR) < joined {
         true => per,
         false => 1,
     };
     let eight = rows.len() / 8 * 8;
     let mut s = group.start;
     while s < group.end {
-        let (j, w, per) = (s * NR, NR.min(n - s * NR), span(s, 2));
+        let per = span(s, 2);
+        // the columns from strip s on, and of the tile's last strip
+        let (j, w) = (s * NR, NR.min(n - (s + per - 1) * NR));
         for i in (rows.start..rows.start + eight).step_by(8) {
             let (t, out) = (tile_at(i, s), &mut out[i * n + j..]);
             // SAFETY (each call): rows i..i+8 and the tile's columns of `a`
-            // exist; `per` strips from s, all full if more than one.
+            // exist; `per` strips from s, one after the other.
             match per {
                 2 => unsafe { tile512::<8, 2>(&t, out, n, w) },
                 _ => unsafe { tile512::<8, 1>(&t, out, n, w) },
@@ -427,12 +438,12 @@ unsafe fn walk_avx512<'a>(
     let mut s = group.start;
     while s < group.end {
         let per = span(s, [8, 4, 4, 2, 2, 2, 2][rest - 1]);
-        let (j, w, t) = (s * NR, NR.min(n - s * NR), tile_at(i, s));
+        let (j, w, t) = (s * NR, NR.min(n - (s + per - 1) * NR), tile_at(i, s));
         let out = &mut out[i * n + j..];
         macro_rules! rest {
             ($($r:literal: $per:literal),*) => {
                 // SAFETY (each call): rows i..i+rest and the tile's columns of
-                // `a` exist; `per` strips from s, all full if more than one.
+                // `a` exist; `per` strips from s, one after the other.
                 match (rest, per) {
                     $(($r, $per) => unsafe { tile512::<$r, $per>(&t, out, n, w) },
                       ($r, _) => unsafe { tile512::<$r, 1>(&t, out, n, w) },)*
@@ -663,8 +674,7 @@ unsafe fn tile<const R: usize, const S: usize>(t: &Tile<'_>, out: &mut [f32], n:
 ///
 /// # Safety
 /// AVX-512F; `t.a` has `R` rows and `t.kc` columns; strip `s` of the tile
-/// starts `s * t.sstride` into `t.b`; `out` holds `R` rows of `n`; `w < 16`
-/// only if `S == 1`.
+/// starts `s * t.sstride` into `t.b`; `out` holds `R` rows of `n`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline(never)]
@@ -677,7 +687,6 @@ unsafe fn tile512<const R: usize, const S: usize>(t: &Tile<'_>, out: &mut [f32],
         t.b.len() >= (S - 1) * t.sstride + (t.kc - 1) * t.ldb + NR
             && out.len() >= (R - 1) * n + (S - 1) * NR + w
             && (1..=NR).contains(&w)
-            && (S == 1 || w == NR)
     );
     // the lanes of strip s that belong to the output
     let mask = |s: usize| {
