@@ -222,8 +222,8 @@ impl Strided {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tiles(a: Strided, b: Strided, out: &mut [f32], m: usize, k: usize, n: usize, isa: Isa) {
-    // `b` as the tiles read it: in a product of fewer than `PACK_ROWS` rows a
-    // row-major `b` is read in place, only its last n % 16 columns copied,
+    // `b` as the tiles read it: in a product of at most `IN_PLACE_ROWS` rows
+    // a row-major `b` is read in place, only its last n % 16 columns copied,
     // zero-padded, into `packed`; otherwise each block of `KC` rows and `NC`
     // columns is first copied strip by strip (16 columns, the last
     // zero-padded) into `packed`, where a strip's rows are adjacent (in place
@@ -233,7 +233,7 @@ unsafe fn tiles(a: Strided, b: Strided, out: &mut [f32], m: usize, k: usize, n: 
     // compiled with this function's target features, not in a closure.)
     let full = n / NR * NR;
     let strips = n.div_ceil(NR);
-    let in_place = m < PACK_ROWS && b.cs == 1;
+    let in_place = m <= IN_PLACE_ROWS && b.cs == 1;
     let mut packed = PACKED.take();
     if in_place && full < n {
         packed.clear();
@@ -571,8 +571,14 @@ unsafe fn narrow_tile<const R: usize, const C: usize>(
     }
 }
 
-/// Products of at least this many rows read `b` packed (see [`kernel_fma`]).
-const PACK_ROWS: usize = 32;
+/// Products of at most this many rows read a row-major `b` in place (see
+/// [`tiles`]): packing costs a copy of `b` per product, reading in place
+/// strided loads per tile. The sampler's products (a row per unfinished
+/// trajectory) go in place, the training pass's (a row per state) packed.
+/// Measured by in-process A/B, per training step against 32 rows: AVX-512
+/// HyperGrid b=128 -3.4 %, peptide b=64 -2.4 to -2.8 %, b=512 -2.9 to -3.7 %,
+/// HyperGrid b=16 level; AVX2 -1.6 / -2.1 / +0.7 %; 256 rows was slower.
+const IN_PLACE_ROWS: usize = 128;
 
 thread_local! {
     /// `b` or its last columns as the tiles read them (reused).
@@ -818,7 +824,7 @@ mod tests {
             (15, 17, 160),
             // an output head of 21 (a partial strip), read in place and packed
             (1, 256, 21),
-            (40, 256, 21),
+            (140, 256, 21),
         ] {
             let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 31 + j * 17) % 13) as f32 * 0.37 - 2.0);
             let a_t = a.t().to_owned(); // the same matrix read column-major: a_t.t()
