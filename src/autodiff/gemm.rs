@@ -155,8 +155,8 @@ fn f32_kernels() -> Vec<Kernel<f32>> {
 
 /// The vector instructions of a kernel's tiles. Both compute every output as
 /// one fused multiply-add chain over `k` in order, so they give the same bits;
-/// AVX-512 does twice the work per instruction (on this project's AMD EPYC,
-/// twice the rate, `bench matmul`).
+/// AVX-512 does twice the work per instruction (on a Zen 5 EPYC, whose 512-bit
+/// multiply-adds run at full width, twice the rate: BENCHMARKS.md, eighth session).
 #[derive(Clone, Copy, PartialEq)]
 enum Isa {
     /// AVX2 and FMA: tiles of 6 rows by one 16-column strip.
@@ -577,7 +577,7 @@ unsafe fn narrow_tile<const R: usize, const C: usize>(
 /// trajectory) go in place, the training pass's (a row per state) packed.
 /// Measured by in-process A/B, per training step against 32 rows: AVX-512
 /// HyperGrid b=128 -3.4 %, peptide b=64 -2.4 to -2.8 %, b=512 -2.9 to -3.7 %,
-/// HyperGrid b=16 level; AVX2 -1.6 / -2.1 / +0.7 %; 256 rows was slower.
+/// HyperGrid b=16 level; AVX2 -1.7 / -2.1 / +0.7 %; 256 rows was slower.
 const IN_PLACE_ROWS: usize = 128;
 
 thread_local! {
