@@ -6,7 +6,7 @@
 //! Every time is a median over repeated runs in this process. The *floor* of
 //! a scenario is its floating-point work (the MLP forward and backward over
 //! the states actually visited, first layers counted sparse as the engine
-//! computes them) divided by the single-thread GEMM rate measured here at
+//! computes them, with a weight gradient but no input gradient) divided by the single-thread GEMM rate measured here at
 //! 256x256x256 by the engine's own kernel (in AVX-512 where the CPU has it,
 //! the fastest product we have on the machine); `ratio` = measured time /
 //! floor, and `ratio_ndarray` the same against ndarray's product (the
@@ -330,16 +330,17 @@ impl Bench {
         t: &mut Trainer<E, R>,
     ) -> (f64, f64) {
         // the forward pass over the visited states (made once, while sampling, and
-        // kept for training) and its backward (2x), averaged over 8 batches
+        // kept for training) and its backward (2x, but 1x at the sparse first
+        // layer, which needs no input gradient), averaged over 8 batches
         // (trajectory lengths vary from batch to batch)
         let mut sampler = t.sampler.clone();
         let (mut flops, mut rows) = (0.0, 0.0);
         for _ in 0..8 {
             let traj = sampler.sample(&t.env, &t.policy, &t.store, t.config.batch, Exploration::ON_POLICY);
-            flops += t.policy.forward_flops(&traj.features) / 8.0;
+            flops += (t.policy.forward_flops(&traj.features) + t.policy.backward_flops(&traj.features)) / 8.0;
             rows += traj.n_transitions() as f64 / 8.0;
         }
-        (3.0 * flops, rows)
+        (flops, rows)
     }
 
     /// Scenario 1: HyperGrid D=4, H=8, TB squared, 2x256 with a learned P_B head, Adam.

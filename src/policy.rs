@@ -526,6 +526,17 @@ impl Policy {
         trunk(&self.trunk) + self.aux_trunk.as_ref().map_or(0.0, trunk) + rows * heads as f64
     }
 
+    /// Floating-point operations of one training pass over the sparse rows
+    /// `x` whose forward values are at hand (kept by the sampler): the
+    /// backward pass, a weight gradient and an input gradient per layer, each
+    /// as costly as the forward product, but for the sparse first layers,
+    /// whose input (the state features) needs no gradient. With the forward
+    /// pass itself, add [`Policy::forward_flops`].
+    pub fn backward_flops(&self, x: &Csr) -> f64 {
+        let first = |m: &Mlp| 2.0 * x.indices.len() as f64 * m.layers[0].fan_out as f64;
+        2.0 * self.forward_flops(x) - first(&self.trunk) - self.aux_trunk.as_ref().map_or(0.0, first)
+    }
+
     /// Floating-point operations of one forward row through every head.
     pub fn flops_per_row(&self) -> usize {
         self.trunk.flops_per_row()

@@ -469,3 +469,24 @@ fn kept_peptide_activations_resume_each_state_from_the_last_and_keep_the_bits() 
         }
     }
 }
+
+#[test]
+fn flop_counts_follow_the_layer_shapes() {
+    // a peptide policy of widths 8 and 16 (P_F only: P_B is uniform on a tree)
+    let env = Peptide::new(2, 4).unwrap();
+    let cfg = PolicyConfig {
+        hidden: vec![8, 16],
+        ..PolicyConfig::default()
+    };
+    let (policy, store) = built(&env, &cfg, 3);
+    let t = Sampler::new(1).sample(&env, &policy, &store, 5, Exploration::ON_POLICY);
+    let (rows, nnz) = (t.features.nrows() as f64, t.features.indices.len() as f64);
+    assert!(rows > 5.0 && nnz > 0.0);
+    // per dense row: the second layer and the head; the first layer by its nonzeros
+    let dense = 2.0 * 8.0 * 16.0 + 2.0 * 16.0 * env.n_actions() as f64;
+    let first = 2.0 * nnz * 8.0;
+    assert_eq!(policy.forward_flops(&t.features), first + rows * dense);
+    // the backward pass: a weight and an input gradient per layer, but no
+    // input gradient for the first layer (its input is the state features)
+    assert_eq!(policy.backward_flops(&t.features), 2.0 * rows * dense + first);
+}
