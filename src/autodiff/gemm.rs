@@ -235,7 +235,8 @@ unsafe fn tiles(a: Strided, b: Strided, out: &mut [f32], m: usize, k: usize, n: 
     let strips = n.div_ceil(NR);
     let in_place = m <= IN_PLACE_ROWS && b.cs == 1;
     let mut packed = PACKED.take();
-    if in_place && full < n {
+    // (AVX-512 tiles read a partial last strip in place too, by masked loads)
+    if in_place && full < n && isa == Isa::Avx2 {
         packed.clear();
         packed.resize(k * NR, 0.0);
         for (p, row) in packed.chunks_exact_mut(NR).enumerate() {
@@ -286,12 +287,12 @@ unsafe fn tiles(a: Strided, b: Strided, out: &mut [f32], m: usize, k: usize, n: 
         // and the distance to the next strip
         let strip_at = |s: usize| -> (&[f32], usize, usize) {
             let j = s * NR;
-            match (in_place, j < full) {
+            match (in_place, j < full || isa == Isa::Avx512) {
                 (false, _) => (&packed[(s - s0) * kc * NR..], NR, kc * NR),
                 // SAFETY: a row-major `b` (`in_place`): rows p0..p0+kc have
-                // columns j..full (j < full), `b.rs` apart.
+                // columns j..n, `b.rs` apart.
                 (true, true) => (
-                    unsafe { std::slice::from_raw_parts(b.ptr.add(p0 * b.rs + j), (kc - 1) * b.rs + full - j) },
+                    unsafe { std::slice::from_raw_parts(b.ptr.add(p0 * b.rs + j), (kc - 1) * b.rs + n - j) },
                     b.rs,
                     NR,
                 ),
@@ -319,14 +320,7 @@ unsafe fn tiles(a: Strided, b: Strided, out: &mut [f32], m: usize, k: usize, n: 
             // strip of `group` holds kc rows of 16 (see `strip_at`).
             match isa {
                 Isa::Avx2 => unsafe { walk_avx2(&tile_at, out, rows, group.clone(), n, full) },
-                Isa::Avx512 => {
-                    // packed, the last strip (zero-padded) follows the others
-                    let joined = match in_place {
-                        true => full,
-                        false => n,
-                    };
-                    unsafe { walk_avx512(&tile_at, out, rows, group.clone(), n, joined) }
-                }
+                Isa::Avx512 => unsafe { walk_avx512(&tile_at, out, rows, group.clone(), n) },
             }
         }
     }
@@ -394,9 +388,8 @@ unsafe fn walk_avx2<'a>(
 /// [`walk_avx2`] in AVX-512: tiles of 8 rows by two strips (one strip where
 /// a pair does not fit), then the last 1-7 rows over several strips at a
 /// time, so that every tile keeps at least 8 accumulators (but the last
-/// strips'). A tile spans several strips only within the first `joined`
-/// columns (`n` where the strips lie one after the other, the last one
-/// zero-padded: packed; else the full strips').
+/// strips'). The strips of a tile lie one after the other, in place or
+/// packed, the last one partial or not.
 ///
 /// # Safety
 /// As [`walk_avx2`], and the CPU has AVX-512F.
@@ -407,10 +400,9 @@ unsafe fn walk_avx512<'a>(
     rows: std::ops::Range<usize>,
     group: std::ops::Range<usize>,
     n: usize,
-    joined: usize,
 ) {
-    // strips s..s+per if they are in the group and may be joined, else s alone
-    let span = |s: usize, per: usize| match s + per <= group.end && ((s + per - 1) * NR) < joined {
+    // strips s..s+per if they are in the group, else s alone
+    let span = |s: usize, per: usize| match s + per <= group.end {
         true => per,
         false => 1,
     };
@@ -676,21 +668,23 @@ unsafe fn tile<const R: usize, const S: usize>(t: &Tile<'_>, out: &mut [f32], n:
 }
 
 /// [`tile`] in AVX-512: `R x 16S` outputs, one vector of 16 per row and
-/// strip; of the last strip the first `w` lanes are loaded and stored (masked).
+/// strip; of the last strip only the first `w` lanes of `b` and of the
+/// output are read and written (masked), so a partial strip is read in place.
 ///
 /// # Safety
 /// AVX-512F; `t.a` has `R` rows and `t.kc` columns; strip `s` of the tile
-/// starts `s * t.sstride` into `t.b`; `out` holds `R` rows of `n`.
+/// starts `s * t.sstride` into `t.b` (`t.sstride >= 16`) with 16 entries
+/// per row (the last strip `w`); `out` holds `R` rows of `n`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline(never)]
 unsafe fn tile512<const R: usize, const S: usize>(t: &Tile<'_>, out: &mut [f32], n: usize, w: usize) {
     use std::arch::x86_64::{
-        _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_set1_ps,
-        _mm512_setzero_ps,
+        _mm512_fmadd_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
     };
     assert!(
-        t.b.len() >= (S - 1) * t.sstride + (t.kc - 1) * t.ldb + NR
+        t.b.len() >= (S - 1) * t.sstride + (t.kc - 1) * t.ldb + w
+            && t.sstride >= NR
             && out.len() >= (R - 1) * n + (S - 1) * NR + w
             && (1..=NR).contains(&w)
     );
@@ -714,8 +708,9 @@ unsafe fn tile512<const R: usize, const S: usize>(t: &Tile<'_>, out: &mut [f32],
     }
     let (b, a) = (t.b.as_ptr(), t.a);
     for p in 0..t.kc {
-        // SAFETY: row p of each strip holds 16 entries (asserted above).
-        let bv: [_; S] = std::array::from_fn(|s| unsafe { _mm512_loadu_ps(b.add(s * t.sstride + p * t.ldb)) });
+        // SAFETY: row p of each strip holds the lanes of `mask(s)` (asserted above).
+        let bv: [_; S] =
+            std::array::from_fn(|s| unsafe { _mm512_maskz_loadu_ps(mask(s), b.add(s * t.sstride + p * t.ldb)) });
         for (r, acc) in acc.iter_mut().enumerate() {
             // SAFETY: (r, p) is an entry of `a` (the function's contract).
             let x = _mm512_set1_ps(unsafe { *a.ptr.add(r * a.rs + p * a.cs) });
@@ -824,6 +819,7 @@ mod tests {
             (15, 17, 160),
             // an output head of 21 (a partial strip), read in place and packed
             (1, 256, 21),
+            (40, 256, 21),
             (140, 256, 21),
         ] {
             let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 31 + j * 17) % 13) as f32 * 0.37 - 2.0);
