@@ -9,6 +9,7 @@ use ndarray::{Array2, ArrayViewMut2, Zip};
 use serde::{Deserialize, Serialize};
 
 use super::pool;
+use crate::scalar::wide;
 use crate::Scalar;
 
 /// Hidden-layer nonlinearity.
@@ -39,6 +40,7 @@ impl Activation {
     /// `f` the identity for `None`): a layer's bias and activation in one pass
     /// over its product.
     pub fn bias_then<T: Scalar>(act: Option<Self>, mut a: ArrayViewMut2<'_, T>, bias: Option<&[T]>) {
+        #[inline(always)]
         fn rows<T: Scalar>(a: &mut ArrayViewMut2<'_, T>, bias: Option<&[T]>, f: impl Fn(T) -> T) {
             let n = a.ncols().max(1);
             let a = a.as_slice_mut().expect("a product's row-major output");
@@ -52,11 +54,11 @@ impl Activation {
         }
         let a = &mut a;
         match act {
-            None => rows(a, bias, |v| v),
-            Some(Activation::Relu) => rows(a, bias, |v| v.max(T::zero())),
+            None => wide(|| rows(a, bias, |v| v)),
+            Some(Activation::Relu) => wide(|| rows(a, bias, |v| v.max(T::zero()))),
             Some(Activation::LeakyRelu(k)) => {
                 let k = T::from_f64(k);
-                rows(a, bias, |v| if v > T::zero() { v } else { k * v })
+                wide(|| rows(a, bias, |v| if v > T::zero() { v } else { k * v }))
             }
             Some(Activation::Tanh) => rows(a, bias, T::tanh),
         }
@@ -66,6 +68,7 @@ impl Activation {
     /// `sums`, each row of it is also added into `sums` as it is made (an
     /// affine layer's bias gradient: the column sums, from the first row down).
     pub fn backprop<T: Scalar>(self, y: &Array2<T>, g: &Array2<T>, sums: Option<&mut [T]>) -> Array2<T> {
+        #[inline(always)]
         fn each<T: Scalar>(
             y: &Array2<T>,
             g: &Array2<T>,
@@ -75,7 +78,7 @@ impl Activation {
             let mut d = pool::scratch(g.dim());
             let n = g.ncols().max(1);
             match (d.as_slice_mut(), y.as_slice(), g.as_slice()) {
-                (Some(d), Some(y), Some(g)) => {
+                (Some(d), Some(y), Some(g)) => wide(|| {
                     for ((d, y), g) in d.chunks_exact_mut(n).zip(y.chunks_exact(n)).zip(g.chunks_exact(n)) {
                         d.iter_mut()
                             .zip(y.iter().zip(g))
@@ -84,7 +87,7 @@ impl Activation {
                             s.iter_mut().zip(d.iter()).for_each(|(s, &d)| *s += d);
                         }
                     }
-                }
+                }),
                 _ => {
                     Zip::from(&mut d).and(y).and(g).for_each(|d, &y, &g| *d = df(y, g));
                     if let Some(s) = sums {

@@ -143,25 +143,9 @@ fn update<T: Scalar>(w: &mut [T], g: &[T], m: &mut [T], v: &mut [T], c: &Coeffic
             c.one(w, g, m, v, COUPLED);
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn each_avx2<T: Scalar, const COUPLED: bool>(
-        w: &mut [T],
-        g: &[T],
-        m: &mut [T],
-        v: &mut [T],
-        c: &Coefficients<T>,
-    ) {
-        each::<T, COUPLED>(w, g, m, v, c)
-    }
-    match (super::csr::has_avx2(), coupled) {
-        // SAFETY: the CPU has AVX2.
-        #[cfg(target_arch = "x86_64")]
-        (true, true) => unsafe { each_avx2::<T, true>(w, g, m, v, c) },
-        #[cfg(target_arch = "x86_64")]
-        (true, false) => unsafe { each_avx2::<T, false>(w, g, m, v, c) },
-        (_, true) => each::<T, true>(w, g, m, v, c),
-        (_, false) => each::<T, false>(w, g, m, v, c),
+    match coupled {
+        true => crate::scalar::wide(|| each::<T, true>(w, g, m, v, c)),
+        false => crate::scalar::wide(|| each::<T, false>(w, g, m, v, c)),
     }
 }
 
