@@ -15,7 +15,7 @@
 //!   order: 6 rows by 16 columns in AVX2, 8 rows by 32 in AVX-512 where the
 //!   CPU has it (the last rows of a product in tiles over several 16-column
 //!   strips, so that they too keep 8 or more chains in flight). It reads `b`
-//!   in place below 32 rows and packed from there on (a transposed `b` always
+//!   in place up to 128 rows and packed from there on (a transposed `b` always
 //!   packed), and blocks `k` by reloading its accumulators from the output,
 //!   which continues the same chain, so neither the tile shape, the vector
 //!   width nor the blocking changes a bit: AVX2 and AVX-512 give the same
@@ -186,8 +186,9 @@ fn kernel_f32(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, mut out: ArrayView
     if m == 0 {
         return;
     }
-    // SAFETY: `f32_kernels` hands this function out only where the CPU has
-    // AVX2 and FMA, and with `Isa::Avx512` only where it has AVX-512F; `a`
+    // SAFETY: `f32_kernel` (and the tests' `f32_kernels`) hand this function
+    // out only where the CPU has AVX2 and FMA, and with `Isa::Avx512` only
+    // where it has AVX-512F; `a`
     // addresses (i, p) for i < m, p < k, and `b` (p, j) for p < k, j < n,
     // within their views.
     match n < NR && (a.cs == 1 || k == 1) {
@@ -223,8 +224,8 @@ impl Strided {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tiles(a: Strided, b: Strided, out: &mut [f32], m: usize, k: usize, n: usize, isa: Isa) {
     // `b` as the tiles read it: in a product of at most `IN_PLACE_ROWS` rows
-    // a row-major `b` is read in place, only its last n % 16 columns copied,
-    // zero-padded, into `packed`; otherwise each block of `KC` rows and `NC`
+    // a row-major `b` is read in place (for AVX2, its last n % 16 columns
+    // copied, zero-padded, into `packed`; AVX-512 masks them); otherwise each block of `KC` rows and `NC`
     // columns is first copied strip by strip (16 columns, the last
     // zero-padded) into `packed`, where a strip's rows are adjacent (in place
     // they lie a row of `b` apart and fall into few cache sets). `a` is read
@@ -578,7 +579,8 @@ thread_local! {
 }
 
 /// One register tile's inputs: `kc` columns of `R` rows of `a` from `a.ptr`,
-/// `kc` rows of 16 entries of `b` at stride `ldb`.
+/// `kc` rows of 16 entries of `b` at stride `ldb` (fewer in a partial last
+/// strip that an AVX-512 tile reads in place, masked).
 struct Tile<'a> {
     a: Strided,
     kc: usize,
