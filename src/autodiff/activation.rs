@@ -68,7 +68,6 @@ impl Activation {
     /// `sums`, each row of it is also added into `sums` as it is made (an
     /// affine layer's bias gradient: the column sums, from the first row down).
     pub fn backprop<T: Scalar>(self, y: &Array2<T>, g: &Array2<T>, sums: Option<&mut [T]>) -> Array2<T> {
-        #[inline(always)]
         fn each<T: Scalar>(
             y: &Array2<T>,
             g: &Array2<T>,

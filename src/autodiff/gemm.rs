@@ -129,35 +129,44 @@ const NC: usize = 16 * NR;
 /// The `f32` kernel where the CPU has AVX2 and FMA: its tiles in AVX-512
 /// where the CPU also has AVX-512F (the same bits, see [`Isa`]).
 pub(crate) fn f32_kernel() -> Option<Kernel<f32>> {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        return Some(match std::is_x86_feature_detected!("avx512f") {
-            true => |a, b, out| kernel_f32(a, b, out, Isa::Avx512),
-            false => |a, b, out| kernel_f32(a, b, out, Isa::Avx2),
-        });
-    }
-    None
+    isas().last().map(|&isa| kernel_of(isa))
 }
 
 /// Every form of the `f32` kernel this CPU runs (AVX2, then AVX-512), for the tests.
 #[cfg(test)]
 fn f32_kernels() -> Vec<Kernel<f32>> {
-    let mut kernels: Vec<Kernel<f32>> = Vec::new();
+    isas().iter().map(|&isa| kernel_of(isa)).collect()
+}
+
+/// The instruction sets of the kernel this CPU runs, AVX-512 last (none
+/// without AVX2 and FMA).
+fn isas() -> &'static [Isa] {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        kernels.push(|a, b, out| kernel_f32(a, b, out, Isa::Avx2));
-        if std::is_x86_feature_detected!("avx512f") {
-            kernels.push(|a, b, out| kernel_f32(a, b, out, Isa::Avx512));
-        }
+        return match std::is_x86_feature_detected!("avx512f") {
+            true => &[Isa::Avx2, Isa::Avx512],
+            false => &[Isa::Avx2],
+        };
     }
-    kernels
+    &[]
+}
+
+/// The kernel with tiles of `isa` (one of [`isas`]).
+fn kernel_of(isa: Isa) -> Kernel<f32> {
+    #[cfg(target_arch = "x86_64")]
+    return match isa {
+        Isa::Avx2 => |a, b, out| kernel_f32(a, b, out, Isa::Avx2),
+        Isa::Avx512 => |a, b, out| kernel_f32(a, b, out, Isa::Avx512),
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("no {isa:?} kernel off x86-64 (`isas` is empty)")
 }
 
 /// The vector instructions of a kernel's tiles. Both compute every output as
 /// one fused multiply-add chain over `k` in order, so they give the same bits;
 /// AVX-512 does twice the work per instruction (on a Zen 5 EPYC, whose 512-bit
 /// multiply-adds run at full width, twice the rate: BENCHMARKS.md, eighth session).
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Isa {
     /// AVX2 and FMA: tiles of 6 rows by one 16-column strip.
     Avx2,
@@ -186,9 +195,8 @@ fn kernel_f32(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, mut out: ArrayView
     if m == 0 {
         return;
     }
-    // SAFETY: `f32_kernel` (and the tests' `f32_kernels`) hand this function
-    // out only where the CPU has AVX2 and FMA, and with `Isa::Avx512` only
-    // where it has AVX-512F; `a`
+    // SAFETY: `kernel_of` is called only with the `isas()` this CPU has
+    // (AVX2 and FMA, and for `Isa::Avx512` AVX-512F); `a`
     // addresses (i, p) for i < m, p < k, and `b` (p, j) for p < k, j < n,
     // within their views.
     match n < NR && (a.cs == 1 || k == 1) {
@@ -236,8 +244,9 @@ unsafe fn tiles(a: Strided, b: Strided, out: &mut [f32], m: usize, k: usize, n: 
     let strips = n.div_ceil(NR);
     let in_place = m <= IN_PLACE_ROWS && b.cs == 1;
     let mut packed = PACKED.take();
-    // (AVX-512 tiles read a partial last strip in place too, by masked loads)
-    if in_place && full < n && isa == Isa::Avx2 {
+    // AVX-512 tiles read a partial last strip in place too, by masked loads
+    let masked = isa == Isa::Avx512;
+    if in_place && full < n && !masked {
         packed.clear();
         packed.resize(k * NR, 0.0);
         for (p, row) in packed.chunks_exact_mut(NR).enumerate() {
@@ -288,7 +297,7 @@ unsafe fn tiles(a: Strided, b: Strided, out: &mut [f32], m: usize, k: usize, n: 
         // and the distance to the next strip
         let strip_at = |s: usize| -> (&[f32], usize, usize) {
             let j = s * NR;
-            match (in_place, j < full || isa == Isa::Avx512) {
+            match (in_place, j < full || masked) {
                 (false, _) => (&packed[(s - s0) * kc * NR..], NR, kc * NR),
                 // SAFETY: a row-major `b` (`in_place`): rows p0..p0+kc have
                 // columns j..n, `b.rs` apart.
@@ -695,7 +704,7 @@ unsafe fn tile512<const R: usize, const S: usize>(t: &Tile<'_>, out: &mut [f32],
         if s + 1 < S {
             u16::MAX
         } else {
-            (((1u32 << w) - 1) & 0xffff) as u16
+            ((1u32 << w) - 1) as u16
         }
     };
     let mut acc = [[_mm512_setzero_ps(); S]; R];
