@@ -128,6 +128,10 @@ proptest! {
         let rows: Vec<usize> = picks.iter().map(|p| p % a.nrows()).collect();
         let cols: Vec<usize> = (0..a.nrows()).map(|i| picks[i % picks.len()] % a.ncols()).collect();
         assert_grad(&[a.clone()], |t, v| { let y = t.index_select(v[0], rows.clone()); wsum(t, y) })?;
+        let mut t = Tape::new();
+        let x = t.constant(a.clone());
+        let y = t.index_select(x, rows.clone());
+        prop_assert_eq!(t.value(y), &a.select(ndarray::Axis(0), &rows));
         assert_grad(&[a.clone()], |t, v| { let y = t.gather(v[0], cols.clone()); wsum(t, y) })?;
         let b = weights((a.nrows(), 2));
         assert_grad(&[a.clone(), b], |t, v| { let y = t.concat(&[v[0], v[1]], 1); wsum(t, y) })?;

@@ -632,13 +632,34 @@ impl<T: Scalar> Op<T> for IndexSelect {
         if let Some(&r) = self.rows.iter().find(|&&r| r >= a.nrows()) {
             panic!("index_select: row {r} out of range for shape {:?}", a.dim());
         }
-        a.select(Axis(0), &self.rows)
+        let mut y = pool::scratch((self.rows.len(), a.ncols()));
+        match (y.as_slice_mut(), a.as_slice()) {
+            // row by row from a row-major value, into a row-major output
+            (Some(y), Some(a)) => {
+                let n = xs[0].ncols().max(1);
+                for (y, &r) in y.chunks_exact_mut(n).zip(&self.rows) {
+                    y.copy_from_slice(&a[r * n..(r + 1) * n]);
+                }
+            }
+            _ => y.assign(&a.select(Axis(0), &self.rows)),
+        }
+        y
     }
     fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
-        let mut d = Array2::zeros(xs[0].dim());
-        for (k, &r) in self.rows.iter().enumerate() {
-            let mut row = d.row_mut(r);
-            row += &g.row(k);
+        let mut d = pool::zeros(xs[0].dim());
+        let n = d.ncols().max(1);
+        match (d.as_slice_mut(), g.as_slice()) {
+            (Some(d), Some(g)) => {
+                for (g, &r) in g.chunks_exact(n).zip(&self.rows) {
+                    d[r * n..(r + 1) * n].iter_mut().zip(g).for_each(|(d, &g)| *d += g);
+                }
+            }
+            _ => {
+                for (k, &r) in self.rows.iter().enumerate() {
+                    let mut row = d.row_mut(r);
+                    row += &g.row(k);
+                }
+            }
         }
         vec![Some(d)]
     }
