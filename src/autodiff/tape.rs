@@ -153,7 +153,12 @@ impl<T: Scalar> Tape<T> {
                 debug_assert_eq!(gx.dim(), self.values[x.0].dim(), "{}: gradient shape", op.name());
                 match &mut grads[x.0] {
                     Some(acc) => {
-                        *acc += &gx;
+                        match (acc.as_slice_mut(), gx.as_slice()) {
+                            (Some(a), Some(g)) => {
+                                crate::scalar::wide(|| a.iter_mut().zip(g).for_each(|(a, &g)| *a += g))
+                            }
+                            _ => *acc += &gx,
+                        }
                         super::pool::give(gx);
                     }
                     slot @ None => *slot = Some(gx),
