@@ -137,3 +137,23 @@ pub(crate) fn wide<R>(f: impl FnOnce() -> R) -> R {
     }
     f()
 }
+
+/// [`wide`] compiled for AVX-512 where the CPU has it: 16 floats to a
+/// vector, for passes bound by arithmetic rather than memory (Adam's square
+/// root and division per entry: a HyperGrid b=16 step 1-2 % faster). The
+/// bits are again those of the plain loop. Passes over large arrays stay on
+/// [`wide`]: in AVX-512 they measured up to 3 % slower per step.
+#[inline(always)]
+pub(crate) fn wide512<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2")]
+    unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F.
+        return unsafe { avx512(f) };
+    }
+    wide(f)
+}

@@ -144,8 +144,8 @@ fn update<T: Scalar>(w: &mut [T], g: &[T], m: &mut [T], v: &mut [T], c: &Coeffic
         }
     }
     match coupled {
-        true => crate::scalar::wide(|| each::<T, true>(w, g, m, v, c)),
-        false => crate::scalar::wide(|| each::<T, false>(w, g, m, v, c)),
+        true => crate::scalar::wide512(|| each::<T, true>(w, g, m, v, c)),
+        false => crate::scalar::wide512(|| each::<T, false>(w, g, m, v, c)),
     }
 }
 
