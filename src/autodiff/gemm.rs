@@ -22,7 +22,9 @@
 //!   results (tested).
 //! - For `b` of fewer than 16 columns (the output heads) and rows of `a`
 //!   contiguous, dot products along `k` in 8 lanes (`narrow_fma`): a tile
-//!   would leave most of its lanes idle.
+//!   would leave most of its lanes idle. The transposed `b` these read is
+//!   kept for the next product with the same entries (the sampler's heads,
+//!   step after step).
 //!
 //! It serves every `f32` product where the CPU has AVX2 and FMA, inference
 //! and the tape alike (`bench matmul` measures each shape the engine uses
@@ -465,7 +467,8 @@ const NW: usize = 6;
 /// of its lanes idle) and rows of `a` contiguous.
 ///
 /// Each output is a dot product of a row of `a` with a column of `b`
-/// (copied as a row of `bt`, zero-padded to a multiple of 8 entries): 8 lanes
+/// (a row of `bt`, `b` transposed and zero-padded to a multiple of 8 entries,
+/// made once for the same entries of `b`: see [`transposed`]): 8 lanes
 /// of partial sums, lane `l` a fused multiply-add chain over `p ≡ l (mod 8)`
 /// in order of `k`, then the lanes added in the fixed order
 /// `((0+4)+(2+6)) + ((1+5)+(3+7))`. Rows go in pairs that share the loads of
@@ -478,40 +481,105 @@ const NW: usize = 6;
 #[target_feature(enable = "avx2,fma")]
 unsafe fn narrow_fma(a: Strided, b: Strided, out: &mut [f32], m: usize, k: usize, n: usize) {
     let kp = k.div_ceil(8) * 8;
-    let mut bt = PACKED.take();
-    bt.clear();
-    bt.resize(n * kp, 0.0);
-    for j in 0..n {
-        for p in 0..k {
-            // SAFETY: (p, j) is an entry of `b`.
-            bt[j * kp + p] = unsafe { b.at(p, j) };
-        }
-    }
-    let mut i = 0;
-    while i < m {
-        let rows = (m - i).min(2);
-        // SAFETY (each call): rows i..i+rows of `a` exist with contiguous
-        // entries, `bt` holds n rows of kp, `out` rows i..i+rows.
-        let (a_i, out_i) = (unsafe { a.ptr.add(i * a.rs) }, &mut out[i * n..(i + rows) * n]);
-        let mut j = 0;
-        while j < n {
-            let w = NW.min(n - j);
-            let bt_j = &bt[j * kp..];
-            macro_rules! go {
-                ($($w:literal)*) => {
-                    match (rows, w) {
-                        $((1, $w) => unsafe { narrow_tile::<1, $w>(a_i, a.rs, k, bt_j, kp, &mut out_i[j..], n) },
-                          (_, $w) => unsafe { narrow_tile::<2, $w>(a_i, a.rs, k, bt_j, kp, &mut out_i[j..], n) },)*
-                        _ => unreachable!("at most {NW} columns per pass"),
-                    }
-                };
+    TRANSPOSED.with_borrow_mut(|cache| {
+        // SAFETY: `b` is a valid `k x n` matrix (the function's contract).
+        let bt = unsafe { transposed(cache, b, k, n) };
+        let mut i = 0;
+        while i < m {
+            let rows = (m - i).min(2);
+            // SAFETY (each call): rows i..i+rows of `a` exist with contiguous
+            // entries, `bt` holds n rows of kp, `out` rows i..i+rows.
+            let (a_i, out_i) = (unsafe { a.ptr.add(i * a.rs) }, &mut out[i * n..(i + rows) * n]);
+            let mut j = 0;
+            while j < n {
+                let w = NW.min(n - j);
+                let bt_j = &bt[j * kp..];
+                macro_rules! go {
+                    ($($w:literal)*) => {
+                        match (rows, w) {
+                            $((1, $w) => unsafe { narrow_tile::<1, $w>(a_i, a.rs, k, bt_j, kp, &mut out_i[j..], n) },
+                              (_, $w) => unsafe { narrow_tile::<2, $w>(a_i, a.rs, k, bt_j, kp, &mut out_i[j..], n) },)*
+                            _ => unreachable!("at most {NW} columns per pass"),
+                        }
+                    };
+                }
+                go!(1 2 3 4 5 6);
+                j += w;
             }
-            go!(1 2 3 4 5 6);
-            j += w;
+            i += rows;
         }
-        i += rows;
-    }
-    PACKED.set(bt);
+    })
+}
+
+/// The `b`s of the last few narrow products, transposed for [`narrow_fma`].
+/// The sampler multiplies by the same output heads at every step of a batch,
+/// so a head is transposed once per batch, not once per step (which cost
+/// about as much as the product on a batch of 16).
+#[derive(Default)]
+struct Transposed {
+    /// The entries of each `b` (`k x n`, row by row, as bits) and its transpose.
+    entries: Vec<(usize, Vec<u32>, Vec<f32>)>,
+}
+
+/// How many transposed `b`s [`Transposed`] keeps (the heads of a policy).
+const TRANSPOSED_KEPT: usize = 4;
+
+thread_local! {
+    static TRANSPOSED: std::cell::RefCell<Transposed> = std::cell::RefCell::new(Transposed::default());
+}
+
+/// `b` (`k x n`) transposed, each column a row of `k` rounded up to 8,
+/// zero-padded: kept from an earlier call if `b`'s entries are bit for bit
+/// those it was made from, else made now (and kept, in place of the least
+/// recently used). Matching on the entries themselves, not on where `b`
+/// lies, keeps it right when weights are updated in place.
+///
+/// # Safety
+/// `b` is a valid `k x n` matrix.
+unsafe fn transposed(cache: &mut Transposed, b: Strided, k: usize, n: usize) -> &[f32] {
+    // SAFETY (each): (p, j) is an entry of `b`.
+    let entry = |p: usize, j: usize| unsafe { b.at(p, j) };
+    let same = |(kk, src, _): &(usize, Vec<u32>, Vec<f32>)| {
+        *kk == k
+            && src.len() == k * n
+            && match (b.cs, b.rs) {
+                // SAFETY: a contiguous row-major `b` has its k * n entries from `b.ptr` on.
+                (1, rs) if rs == n => src[..] == *unsafe { std::slice::from_raw_parts(b.ptr as *const u32, k * n) },
+                _ => src
+                    .chunks_exact(n.max(1))
+                    .enumerate()
+                    .all(|(p, row)| row.iter().enumerate().all(|(j, &x)| x == entry(p, j).to_bits())),
+            }
+    };
+    let found = cache.entries.iter().position(same);
+    let e = match found {
+        Some(e) => e,
+        None => {
+            let kp = k.div_ceil(8) * 8;
+            let (mut src, mut bt) = match cache.entries.len() >= TRANSPOSED_KEPT {
+                true => {
+                    let (_, src, bt) = cache.entries.pop().expect("a kept entry");
+                    (src, bt)
+                }
+                false => (Vec::new(), Vec::new()),
+            };
+            src.clear();
+            bt.clear();
+            bt.resize(n * kp, 0.0);
+            for p in 0..k {
+                for j in 0..n {
+                    let v = entry(p, j);
+                    src.push(v.to_bits());
+                    bt[j * kp + p] = v;
+                }
+            }
+            cache.entries.push((k, src, bt));
+            cache.entries.len() - 1
+        }
+    };
+    // the most recently used first
+    cache.entries[..=e].rotate_right(1);
+    &cache.entries[0].2
 }
 
 /// `R` rows x `C` columns of [`narrow_fma`]: rows of `a` from `a` at stride
@@ -784,6 +852,44 @@ mod tests {
 
     fn bits(x: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>) -> bool {
         x.iter().zip(y.iter()).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
+
+    #[test]
+    fn a_narrow_product_after_b_changed_in_place_uses_the_new_entries() {
+        // the transposed `b` is kept by its entries, not by where it lies:
+        // a head updated in place must not be read as it was
+        let a = Array2::from_shape_fn((5, 40), |(i, p)| ((i * 7 + p * 3) % 11) as f32 * 0.1 - 0.5);
+        let mut b = Array2::from_shape_fn((40, 5), |(p, j)| ((p * 5 + j) % 13) as f32 * 0.07 - 0.4);
+        let first = dot(a.view(), b.view());
+        for round in 0..6 {
+            // the same buffer, one entry changed (then, the sign of a zero)
+            match round {
+                4 => b[[3, 1]] = 0.0,
+                5 => b[[3, 1]] = -0.0,
+                _ => b[[round * 7, round]] += 0.25,
+            }
+            let got = dot(a.view(), b.view());
+            close(&got, &reference(a.view(), b.view()), 40, &format!("round {round}"));
+            // another `b` in between, and the same entries in another buffer, give the same bits
+            let fresh = dot(a.view(), b.clone().view());
+            assert!(bits(got.view(), fresh.view()), "round {round}: a fresh copy of b");
+        }
+        // back to the first entries: the first bits again
+        let mut b0 = Array2::from_shape_fn((40, 5), |(p, j)| ((p * 5 + j) % 13) as f32 * 0.07 - 0.4);
+        assert!(bits(dot(a.view(), b0.view()).view(), first.view()));
+        b0.swap([0, 0], [39, 4]);
+        close(
+            &dot(a.view(), b0.view()),
+            &reference(a.view(), b0.view()),
+            40,
+            "swapped",
+        );
+        // more distinct `b`s than are kept, then the first again
+        for c in 0..2 * TRANSPOSED_KEPT {
+            let bc = b0.mapv(|x| x + c as f32);
+            close(&dot(a.view(), bc.view()), &reference(a.view(), bc.view()), 40, "many");
+        }
+        close(&dot(a.view(), b0.view()), &reference(a.view(), b0.view()), 40, "again");
     }
 
     #[test]
