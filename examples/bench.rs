@@ -574,7 +574,7 @@ impl Bench {
             t.train_step().unwrap();
         }
         let mut samples = vec![];
-        let steps = self.paired(if batch > 128 { 10 } else { 30 }, || {
+        let steps = self.paired(30, || {
             let c = Instant::now();
             t.train_step().unwrap();
             samples.push(t.timings.sample);
