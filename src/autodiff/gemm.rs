@@ -441,7 +441,12 @@ unsafe fn walk_avx512<'a>(
     }
     let mut s = group.start;
     while s < group.end {
-        let per = span(s, [8, 4, 4, 2, 2, 2, 2][rest - 1]);
+        // as many strips as keep the accumulators within the registers (4
+        // and 5 rows by 4 strips: a long `k` read in fewer passes), else 2, else 1
+        let per = match span(s, [8, 4, 4, 4, 4, 2, 2][rest - 1]) {
+            1 => span(s, 2),
+            per => per,
+        };
         let (j, w, t) = (s * NR, NR.min(n - (s + per - 1) * NR), tile_at(i, s));
         let out = &mut out[i * n + j..];
         macro_rules! rest {
@@ -449,13 +454,17 @@ unsafe fn walk_avx512<'a>(
                 // SAFETY (each call): rows i..i+rest and the tile's columns of
                 // `a` exist; `per` strips from s, one after the other.
                 match (rest, per) {
-                    $(($r, $per) => unsafe { tile512::<$r, $per>(&t, out, n, w) },
-                      ($r, _) => unsafe { tile512::<$r, 1>(&t, out, n, w) },)*
+                    $(($r, $per) => unsafe { tile512::<$r, $per>(&t, out, n, w) },)*
+                    $(($r, 2) => unsafe { tile512::<$r, 2>(&t, out, n, w) },)*
+                    $(($r, _) => unsafe { tile512::<$r, 1>(&t, out, n, w) },)*
                     _ => unreachable!("1-7 rows"),
                 }
             };
         }
-        rest!(1: 8, 2: 4, 3: 4, 4: 2, 5: 2, 6: 2, 7: 2);
+        #[allow(unreachable_patterns)] // (6, 2) and (7, 2) are listed twice
+        {
+            rest!(1: 8, 2: 4, 3: 4, 4: 4, 5: 4, 6: 2, 7: 2)
+        }
         s += per;
     }
 }
@@ -934,6 +943,10 @@ mod tests {
             (23, 64, 144),
             (80, 30, 33),
             (15, 17, 160),
+            // 4 and 5 last rows over 4 strips, then 2, then a partial one
+            (12, 40, 64),
+            (20, 300, 100),
+            (13, 20, 90),
             // an output head of 21 (a partial strip), read in place and packed
             (1, 256, 21),
             (40, 256, 21),
