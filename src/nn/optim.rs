@@ -84,8 +84,10 @@ pub(crate) fn max_grad_norm<T: Scalar>() -> f64 {
 /// `i mod 8`) added in a fixed order at the end, so that the loop vectorizes
 /// (one running sum is a chain of dependent additions, 4 cycles an entry).
 fn sum_of_squares<T: Scalar>(a: &Array2<T>) -> f64 {
-    let mut acc = [0f64; 8];
-    let mut add = |x: &[T]| {
+    // the partial sums stay in this function's registers (through a captured
+    // array they went to memory and back at every entry)
+    #[inline(always)]
+    fn add<T: Scalar>(mut acc: [f64; 8], x: &[T]) -> [f64; 8] {
         let chunks = x.chunks_exact(8);
         let rest = chunks.remainder();
         for c in chunks {
@@ -96,11 +98,12 @@ fn sum_of_squares<T: Scalar>(a: &Array2<T>) -> f64 {
         for (s, &v) in acc.iter_mut().zip(rest) {
             *s += v.to_f64() * v.to_f64();
         }
-    };
-    match a.as_slice() {
-        Some(x) => add(x),
-        None => a.rows().into_iter().for_each(|r| add(&r.to_vec())),
+        acc
     }
+    let acc = match a.as_slice() {
+        Some(x) => crate::scalar::wide512(|| add([0f64; 8], x)),
+        None => a.rows().into_iter().fold([0f64; 8], |acc, r| add(acc, &r.to_vec())),
+    };
     ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
 }
 
