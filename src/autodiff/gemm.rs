@@ -532,6 +532,10 @@ struct Transposed {
 
 /// How many transposed `b`s [`Transposed`] keeps (the heads of a policy).
 const TRANSPOSED_KEPT: usize = 4;
+/// Entries (of `b` and of its transpose together) beyond which [`Transposed`]
+/// keeps only the last `b`: a head's are a few thousand, and a product with a
+/// long `k` must not leave several copies of its operand behind.
+const TRANSPOSED_ROOM: usize = 1 << 18;
 
 thread_local! {
     static TRANSPOSED: std::cell::RefCell<Transposed> = std::cell::RefCell::new(Transposed::default());
@@ -588,6 +592,10 @@ unsafe fn transposed(cache: &mut Transposed, b: Strided, k: usize, n: usize) -> 
     };
     // the most recently used first
     cache.entries[..=e].rotate_right(1);
+    let size = |(_, src, bt): &(usize, Vec<u32>, Vec<f32>)| src.len() + bt.len();
+    while cache.entries.len() > 1 && cache.entries.iter().map(size).sum::<usize>() > TRANSPOSED_ROOM {
+        cache.entries.pop();
+    }
     &cache.entries[0].2
 }
 
@@ -899,6 +907,25 @@ mod tests {
             close(&dot(a.view(), bc.view()), &reference(a.view(), bc.view()), 40, "many");
         }
         close(&dot(a.view(), b0.view()), &reference(a.view(), b0.view()), 40, "again");
+        // a long `k` is not kept beside the others
+        let long = Array2::from_shape_fn((TRANSPOSED_ROOM / 8, 5), |(p, j)| ((p + j) % 7) as f32 * 0.1);
+        let a_long = Array2::from_shape_fn((2, TRANSPOSED_ROOM / 8), |(i, p)| ((i + p) % 5) as f32 * 0.1);
+        close(
+            &dot(a_long.view(), long.view()),
+            &reference(a_long.view(), long.view()),
+            TRANSPOSED_ROOM / 8,
+            "long",
+        );
+        close(
+            &dot(a.view(), b0.view()),
+            &reference(a.view(), b0.view()),
+            40,
+            "after a long one",
+        );
+        TRANSPOSED.with_borrow(|c| {
+            let kept: usize = c.entries.iter().map(|(_, s, t)| s.len() + t.len()).sum();
+            assert!(kept <= TRANSPOSED_ROOM, "{kept} entries kept");
+        });
     }
 
     #[test]

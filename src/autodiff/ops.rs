@@ -633,12 +633,12 @@ impl<T: Scalar> Op<T> for IndexSelect {
             panic!("index_select: row {r} out of range for shape {:?}", a.dim());
         }
         let mut y = pool::scratch((self.rows.len(), a.ncols()));
+        let n = a.ncols().max(1);
         match (y.as_slice_mut(), a.as_slice()) {
             // row by row from a row-major value, into a row-major output
-            (Some(y), Some(a)) => {
-                let n = xs[0].ncols().max(1);
+            (Some(y), Some(src)) => {
                 for (y, &r) in y.chunks_exact_mut(n).zip(&self.rows) {
-                    y.copy_from_slice(&a[r * n..(r + 1) * n]);
+                    y.copy_from_slice(&src[r * n..(r + 1) * n]);
                 }
             }
             _ => y.assign(&a.select(Axis(0), &self.rows)),
