@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod cuda;
 pub mod env;
 pub mod error;
+mod exp;
 pub mod metrics;
 pub mod nn;
 pub mod objective;

@@ -23,7 +23,10 @@ pub trait Scalar:
 {
     fn from_f64(x: f64) -> Self;
     fn to_f64(self) -> f64;
+    /// `exp`, the same bits on every platform ([`crate::exp`]).
     fn exp(self) -> Self;
+    /// [`Scalar::exp`] of each entry, in place (vectorized where the CPU allows).
+    fn exp_in_place(xs: &mut [Self]);
     fn ln(self) -> Self;
     fn ln_1p(self) -> Self;
     fn tanh(self) -> Self;
@@ -44,7 +47,7 @@ pub trait Scalar:
 }
 
 macro_rules! impl_scalar {
-    ($t:ty, $kernel:expr) => {
+    ($t:ty, $kernel:expr, $exp:path, $exps:path) => {
         impl Scalar for $t {
             fn kernel() -> Option<crate::autodiff::gemm::Kernel<Self>> {
                 $kernel
@@ -59,7 +62,10 @@ macro_rules! impl_scalar {
             }
             #[inline]
             fn exp(self) -> Self {
-                <$t>::exp(self)
+                $exp(self)
+            }
+            fn exp_in_place(xs: &mut [Self]) {
+                $exps(xs)
             }
             #[inline]
             fn ln(self) -> Self {
@@ -115,9 +121,14 @@ macro_rules! impl_scalar {
     };
 }
 
-impl_scalar!(f32, crate::autodiff::gemm::f32_kernel());
+impl_scalar!(
+    f32,
+    crate::autodiff::gemm::f32_kernel(),
+    crate::exp::exp_f32,
+    crate::exp::exp_f32_in_place
+);
 // f64 is for gradient checks, where speed does not matter
-impl_scalar!(f64, None);
+impl_scalar!(f64, None, crate::exp::exp_f64, crate::exp::exp_f64_in_place);
 
 /// `f()` compiled for AVX2 where the CPU has it: the plain loops of an
 /// elementwise pass, inlined into `f`, then run 8 floats to a vector instead

@@ -486,19 +486,21 @@ impl<T: Scalar> Op<T> for MaskedLogSoftmax {
     }
     fn backward(&self, _: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
         let mut d = pool::zeros(out.dim());
-        for ((mut dr, (or, gr)), mr) in d
+        let p = probabilities(out);
+        for ((mut dr, (pr, gr)), mr) in d
             .rows_mut()
             .into_iter()
-            .zip(out.rows().into_iter().zip(g.rows()))
+            .zip(p.rows().into_iter().zip(g.rows()))
             .zip(self.mask.rows())
         {
             let total: T = gr.iter().zip(mr.iter()).filter(|(_, &m)| m).map(|(&g, _)| g).sum();
             for j in 0..dr.len() {
                 if mr[j] {
-                    dr[j] = gr[j] - or[j].exp() * total;
+                    dr[j] = gr[j] - pr[j] * total;
                 }
             }
         }
+        pool::give(p);
         vec![Some(d)]
     }
 }
@@ -528,6 +530,15 @@ fn masked_log_softmax<T: Scalar>(op: &str, x: &Array2<T>, mask: &Array2<bool>, l
         }
     }
     out
+}
+
+/// `exp` of every entry of `log_p` (log-probabilities, `-inf` for 0), in a
+/// pooled array: the exponentials of a whole log-softmax in one vectorized pass.
+fn probabilities<T: Scalar>(log_p: &Array2<T>) -> Array2<T> {
+    let mut p = pool::scratch(log_p.dim());
+    p.assign(log_p);
+    T::exp_in_place(p.as_slice_mut().expect("a pooled array is row-major"));
+    p
 }
 
 /// `logit - lse` in `f64`, rounded once: the one place where both the
@@ -564,13 +575,16 @@ impl<T: Scalar> Op<T> for Entropy {
     }
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
         let mut h = Array2::zeros((xs[0].nrows(), 1));
-        for (h, lr) in h.iter_mut().zip(xs[0].rows()) {
+        let p = probabilities(xs[0]);
+        for ((h, lr), pr) in h.iter_mut().zip(xs[0].rows()).zip(p.rows()) {
             *h = -lr
                 .iter()
-                .filter(|&&l| l > T::neg_infinity())
-                .map(|&l| l.exp() * l)
+                .zip(pr)
+                .filter(|(&l, _)| l > T::neg_infinity())
+                .map(|(&l, &p)| p * l)
                 .sum::<T>();
         }
+        pool::give(p);
         h
     }
     fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {

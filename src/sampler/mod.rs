@@ -513,10 +513,14 @@ fn choose(
         .fold(f64::NEG_INFINITY, f64::max);
     assert!(max > f64::NEG_INFINITY || max.is_nan(), "choose: no valid action");
     let n_valid = mask.iter().filter(|&&m| m).count() as f64;
-    let mut total = 0.0;
     for ((p, &l), &m) in probs.iter_mut().zip(logits).zip(mask) {
-        *p = if m { (l as f64 * inv_t - max).exp() } else { 0.0 };
-        total += *p;
+        *p = if m { l as f64 * inv_t - max } else { f64::NEG_INFINITY };
+    }
+    // the row's exponentials in one vectorized pass (exp(-inf) = 0)
+    crate::exp::exp_f64_in_place(probs);
+    let mut total = 0.0;
+    for &p in probs.iter() {
+        total += p;
     }
     let lse = (explore.temperature == 1.0).then(|| max + total.ln());
     let mut acc = 0.0;
