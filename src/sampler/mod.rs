@@ -505,12 +505,16 @@ fn choose(
     rng: &mut rng::Rng,
 ) -> (usize, Option<f64>) {
     let inv_t = 1.0 / explore.temperature;
-    let max = logits
-        .iter()
-        .zip(mask)
-        .filter(|(_, &m)| m)
-        .map(|(&l, _)| l as f64 * inv_t)
-        .fold(f64::NEG_INFINITY, f64::max);
+    // the valid logits' maximum, as four running maxima that do not wait on
+    // each other (`max` ignores NaN and is exact, so any order gives the same
+    // value; only the sign of a zero maximum may differ, which no result below sees)
+    let mut maxima = [f64::NEG_INFINITY; 4];
+    for (l, m) in logits.chunks(4).zip(mask.chunks(4)) {
+        for ((max, &l), &m) in maxima.iter_mut().zip(l).zip(m) {
+            *max = max.max(if m { l as f64 * inv_t } else { f64::NEG_INFINITY });
+        }
+    }
+    let max = maxima[0].max(maxima[1]).max(maxima[2].max(maxima[3]));
     assert!(max > f64::NEG_INFINITY || max.is_nan(), "choose: no valid action");
     let n_valid = mask.iter().filter(|&&m| m).count() as f64;
     for ((p, &l), &m) in probs.iter_mut().zip(logits).zip(mask) {
