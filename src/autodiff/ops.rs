@@ -485,22 +485,14 @@ impl<T: Scalar> Op<T> for MaskedLogSoftmax {
         masked_log_softmax("masked_log_softmax", xs[0], &self.mask, self.lse.as_deref())
     }
     fn backward(&self, _: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
-        let mut d = pool::zeros(out.dim());
-        let p = probabilities(out);
-        for ((mut dr, (pr, gr)), mr) in d
-            .rows_mut()
-            .into_iter()
-            .zip(p.rows().into_iter().zip(g.rows()))
-            .zip(self.mask.rows())
-        {
+        // the probabilities, then in their place the gradient
+        let mut d = probabilities(out);
+        for ((mut dr, gr), mr) in d.rows_mut().into_iter().zip(g.rows()).zip(self.mask.rows()) {
             let total: T = gr.iter().zip(mr.iter()).filter(|(_, &m)| m).map(|(&g, _)| g).sum();
             for j in 0..dr.len() {
-                if mr[j] {
-                    dr[j] = gr[j] - pr[j] * total;
-                }
+                dr[j] = if mr[j] { gr[j] - dr[j] * total } else { T::zero() };
             }
         }
-        pool::give(p);
         vec![Some(d)]
     }
 }
