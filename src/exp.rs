@@ -20,6 +20,8 @@
 //!   c3 r) + r^4 (c4 + c5 r))`, from a table of `2^(j/128)` and the rounding
 //!   error of each (`tail`).
 
+use crate::scalar::wide;
+
 // ---------------------------------------------------------------- f32
 
 /// `32 / ln 2`, the shift that rounds `z` to an integer in its low bits
@@ -36,7 +38,7 @@ const F32_C: [f64; 3] = [
 pub fn exp_f32(x: f32) -> f32 {
     match f32_special(x) {
         Some(y) => y,
-        None => fused(|| f32_core(x)),
+        None => wide(|| f32_core(x)),
     }
 }
 
@@ -85,7 +87,7 @@ pub fn exp_f32_in_place(xs: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512F.
-        return unsafe { avx512::f32s(xs) };
+        return by_eights(xs, |c| unsafe { avx512::f32x8(c) });
     }
     xs.iter_mut().for_each(|x| *x = exp_f32(*x));
 }
@@ -108,13 +110,13 @@ const F64_C: [f64; 4] = [
 /// `exp(x)` in `f64`.
 pub fn exp_f64(x: f64) -> f64 {
     match f64_range(x) {
-        F64Range::Main => fused(|| {
+        F64Range::Main => wide(|| {
             let (tmp, sbits, _) = f64_core(x);
             let scale = f64::from_bits(sbits);
             scale.mul_add(tmp, scale)
         }),
         F64Range::Done(y) => y,
-        F64Range::Large => fused(|| {
+        F64Range::Large => wide(|| {
             let (tmp, sbits, ki) = f64_core(x);
             f64_scaled(tmp, sbits, ki)
         }),
@@ -192,63 +194,43 @@ pub fn exp_f64_in_place(xs: &mut [f64]) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512F.
-        return unsafe { avx512::f64s(xs) };
+        return by_eights(xs, |c| unsafe { avx512::f64x8(c) });
     }
     xs.iter_mut().for_each(|x| *x = exp_f64(*x));
 }
 
-/// `f()` compiled with fused multiply-adds where the CPU has them (an
-/// inlined `mul_add` is then one instruction; the bits are the same either
-/// way, a `mul_add` being exact).
+/// `eight` on every 8 entries of `xs` in turn, the last few padded to 8 (with
+/// zeros, which take the main path).
 #[inline(always)]
-fn fused<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "fma")]
-    unsafe fn fma<R>(f: impl FnOnce() -> R) -> R {
-        f()
+fn by_eights<T: Copy + Default>(xs: &mut [T], eight: impl Fn(&mut [T; 8])) {
+    let mut chunks = xs.chunks_exact_mut(8);
+    for c in &mut chunks {
+        eight(c.try_into().expect("8 entries"));
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has FMA.
-        return unsafe { fma(f) };
+    let rest = chunks.into_remainder();
+    if !rest.is_empty() {
+        let mut c = [T::default(); 8];
+        c[..rest.len()].copy_from_slice(rest);
+        eight(&mut c);
+        rest.copy_from_slice(&c[..rest.len()]);
     }
-    f()
 }
 
-/// The slices in AVX-512: the main path 8 entries at a time (the last few
-/// padded to 8), `-inf` (a masked-out logit) to 0 among them, and each
-/// other entry outside the main path (rare in a softmax: under `-87` in
-/// `f32`, under `-512` in `f64`) one at a time as above.
+/// The slices in AVX-512: the main path 8 entries at a time, `-inf` (a
+/// masked-out logit) to 0 among them, and each other entry outside the main
+/// path (rare in a softmax: under `-87` in `f32`, under `-512` in `f64`) one
+/// at a time as above.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::*;
     use std::arch::x86_64::*;
 
+    /// `exp` of 8 entries in place.
+    ///
     /// # Safety
     /// AVX-512F.
     #[target_feature(enable = "avx512f,fma")]
-    pub(super) unsafe fn f32s(xs: &mut [f32]) {
-        let mut chunks = xs.chunks_exact_mut(8);
-        for c in &mut chunks {
-            // SAFETY: AVX-512F, as this function.
-            unsafe { f32x8(c.try_into().expect("8 entries")) };
-        }
-        let rest = chunks.into_remainder();
-        if !rest.is_empty() {
-            // the last entries padded to 8
-            let mut c = [0f32; 8];
-            c[..rest.len()].copy_from_slice(rest);
-            // SAFETY: as above.
-            unsafe { f32x8(&mut c) };
-            rest.copy_from_slice(&c[..rest.len()]);
-        }
-    }
-
-    /// # Safety
-    /// AVX-512F.
-    #[target_feature(enable = "avx512f,fma")]
-    #[inline]
-    unsafe fn f32x8(c: &mut [f32; 8]) {
+    pub(super) unsafe fn f32x8(c: &mut [f32; 8]) {
         // SAFETY: `c` holds 8 entries.
         let x = unsafe { _mm256_loadu_ps(c.as_ptr()) };
         let xd = _mm512_cvtps_pd(x);
@@ -285,30 +267,12 @@ mod avx512 {
         }
     }
 
+    /// `exp` of 8 entries in place.
+    ///
     /// # Safety
     /// AVX-512F.
     #[target_feature(enable = "avx512f,fma")]
-    pub(super) unsafe fn f64s(xs: &mut [f64]) {
-        let mut chunks = xs.chunks_exact_mut(8);
-        for c in &mut chunks {
-            // SAFETY: AVX-512F, as this function.
-            unsafe { f64x8(c.try_into().expect("8 entries")) };
-        }
-        let rest = chunks.into_remainder();
-        if !rest.is_empty() {
-            let mut c = [0f64; 8];
-            c[..rest.len()].copy_from_slice(rest);
-            // SAFETY: as above.
-            unsafe { f64x8(&mut c) };
-            rest.copy_from_slice(&c[..rest.len()]);
-        }
-    }
-
-    /// # Safety
-    /// AVX-512F.
-    #[target_feature(enable = "avx512f,fma")]
-    #[inline]
-    unsafe fn f64x8(c: &mut [f64; 8]) {
+    pub(super) unsafe fn f64x8(c: &mut [f64; 8]) {
         // SAFETY: `c` holds 8 entries.
         let x = unsafe { _mm512_loadu_pd(c.as_ptr()) };
         let z = _mm512_fmadd_pd(x, _mm512_set1_pd(F64_INV_LN2_N), _mm512_set1_pd(F64_SHIFT));
