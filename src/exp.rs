@@ -123,6 +123,7 @@ pub fn exp_f64(x: f64) -> f64 {
     }
 }
 
+/// Which path an `f64` takes, by glibc's test on its exponent bits.
 enum F64Range {
     /// `2^-54 <= |x| < 512`.
     Main,
@@ -182,6 +183,7 @@ fn f64_scaled(tmp: f64, sbits: u64, ki: u64) -> f64 {
         let hi = 1.0 + y;
         let lo = 1.0 - hi + y + lo;
         y = (hi + lo) - 1.0;
+        // -0 to +0, as glibc
         if y == 0.0 {
             y = 0.0;
         }
