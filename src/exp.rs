@@ -36,10 +36,13 @@ const F32_C: [f64; 3] = [
 
 /// `exp(x)` in `f32`.
 pub fn exp_f32(x: f32) -> f32 {
-    match f32_special(x) {
-        Some(y) => y,
-        None => wide(|| f32_core(x)),
-    }
+    wide(|| f32_one(x))
+}
+
+/// `exp(x)` in `f32`, for callers already compiled for FMA (see [`wide`]).
+#[inline(always)]
+fn f32_one(x: f32) -> f32 {
+    f32_special(x).unwrap_or_else(|| f32_core(x))
 }
 
 /// The result where `|x| >= 88` or `x` is NaN (else `None`): 0 below
@@ -89,7 +92,12 @@ pub fn exp_f32_in_place(xs: &mut [f32]) {
         // SAFETY: the CPU has AVX-512F.
         return by_eights(xs, |c| unsafe { avx512::f32x8(c) });
     }
-    xs.iter_mut().for_each(|x| *x = exp_f32(*x));
+    f32_each(xs);
+}
+
+/// [`exp_f32_in_place`] one entry at a time, in one pass compiled for FMA.
+fn f32_each(xs: &mut [f32]) {
+    wide(|| xs.iter_mut().for_each(|x| *x = f32_one(*x)));
 }
 
 // ---------------------------------------------------------------- f64
@@ -109,17 +117,23 @@ const F64_C: [f64; 4] = [
 
 /// `exp(x)` in `f64`.
 pub fn exp_f64(x: f64) -> f64 {
+    wide(|| f64_one(x))
+}
+
+/// `exp(x)` in `f64`, for callers already compiled for FMA (see [`wide`]).
+#[inline(always)]
+fn f64_one(x: f64) -> f64 {
     match f64_range(x) {
-        F64Range::Main => wide(|| {
+        F64Range::Main => {
             let (tmp, sbits, _) = f64_core(x);
             let scale = f64::from_bits(sbits);
             scale.mul_add(tmp, scale)
-        }),
+        }
         F64Range::Done(y) => y,
-        F64Range::Large => wide(|| {
+        F64Range::Large => {
             let (tmp, sbits, ki) = f64_core(x);
             f64_scaled(tmp, sbits, ki)
-        }),
+        }
     }
 }
 
@@ -198,7 +212,12 @@ pub fn exp_f64_in_place(xs: &mut [f64]) {
         // SAFETY: the CPU has AVX-512F.
         return by_eights(xs, |c| unsafe { avx512::f64x8(c) });
     }
-    xs.iter_mut().for_each(|x| *x = exp_f64(*x));
+    f64_each(xs);
+}
+
+/// [`exp_f64_in_place`] one entry at a time, in one pass compiled for FMA.
+fn f64_each(xs: &mut [f64]) {
+    wide(|| xs.iter_mut().for_each(|x| *x = f64_one(*x)));
 }
 
 /// `eight` on every 8 entries of `xs` in turn, the last few padded to 8 (with
@@ -683,10 +702,15 @@ mod tests {
     #[test]
     fn f64_slices_match_one_at_a_time_and_are_accurate() {
         let xs = f64_inputs();
-        let mut ys = xs.clone();
+        let (mut ys, mut each) = (xs.clone(), xs.clone());
         exp_f64_in_place(&mut ys);
-        for (&x, &y) in xs.iter().zip(&ys) {
+        f64_each(&mut each);
+        for ((&x, &y), &e) in xs.iter().zip(&ys).zip(&each) {
             assert!(same64(y, exp_f64(x)), "exp({x:e}): slice {y:e}, one {:e}", exp_f64(x));
+            assert!(
+                same64(e, y),
+                "exp({x:e}): one at a time over a slice {e:e}, slice {y:e}"
+            );
             // within an ulp of the platform's exp (correctly rounded or nearly)
             let want = x.exp();
             let ulps = (y.to_bits() as i64 - want.to_bits() as i64).abs();
@@ -731,10 +755,15 @@ mod tests {
             -104.0,
         ];
         let xs: Vec<f32> = specials.into_iter().chain(f32_every(0, 997)).collect();
-        let mut ys = xs.clone();
+        let (mut ys, mut each) = (xs.clone(), xs.clone());
         exp_f32_in_place(&mut ys);
-        for (&x, &y) in xs.iter().zip(&ys) {
+        f32_each(&mut each);
+        for ((&x, &y), &e) in xs.iter().zip(&ys).zip(&each) {
             assert!(same32(y, exp_f32(x)), "exp({x:e}): slice {y:e}, one {:e}", exp_f32(x));
+            assert!(
+                same32(e, y),
+                "exp({x:e}): one at a time over a slice {e:e}, slice {y:e}"
+            );
             let want = (x as f64).exp() as f32;
             let ulps = (y.to_bits() as i64 - want.to_bits() as i64).abs();
             assert!(same32(y, want) || ulps <= 1, "exp({x:e}) = {y:e}, want {want:e}");

@@ -580,12 +580,15 @@ impl<T: Scalar> Op<T> for Entropy {
         h
     }
     fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
-        let mut d = pool::zeros(xs[0].dim());
+        // the probabilities, as in the forward pass, then in their place the gradient
+        let mut d = probabilities(xs[0]);
         for ((mut dr, lr), &g) in d.rows_mut().into_iter().zip(xs[0].rows()).zip(g.iter()) {
             for (d, &l) in dr.iter_mut().zip(lr.iter()) {
-                if l > T::neg_infinity() {
-                    *d = -g * l.exp() * (l + T::one());
-                }
+                *d = if l > T::neg_infinity() {
+                    -g * *d * (l + T::one())
+                } else {
+                    T::zero()
+                };
             }
         }
         vec![Some(d)]
