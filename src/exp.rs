@@ -20,7 +20,54 @@
 //!   c3 r) + r^4 (c4 + c5 r))`, from a table of `2^(j/128)` and the rounding
 //!   error of each (`tail`).
 
-use crate::scalar::wide;
+/// Whether the CPU has FMA: the one-at-a-time paths then run compiled for
+/// it (module `fma`), each `mul_add` one instruction. Elsewhere `mul_add` is
+/// a call into the runtime (exact either way, so the same bits).
+#[inline(always)]
+fn has_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// The scalar paths compiled for FMA: plain functions, not closures handed
+/// to `scalar::wide`, which the compiler left out of line for `f64` (each
+/// `mul_add` then a call through a pointer: 2 % of a HyperGrid b=128 step).
+#[cfg(target_arch = "x86_64")]
+mod fma {
+    /// # Safety
+    /// The CPU has FMA.
+    #[target_feature(enable = "fma")]
+    pub(super) unsafe fn f32_one(x: f32) -> f32 {
+        super::f32_one(x)
+    }
+
+    /// # Safety
+    /// The CPU has FMA.
+    #[target_feature(enable = "fma")]
+    pub(super) unsafe fn f64_one(x: f64) -> f64 {
+        super::f64_one(x)
+    }
+
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn f32_each(xs: &mut [f32]) {
+        for x in xs {
+            *x = super::f32_one(*x);
+        }
+    }
+
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn f64_each(xs: &mut [f64]) {
+        for x in xs {
+            *x = super::f64_one(*x);
+        }
+    }
+}
 
 // ---------------------------------------------------------------- f32
 
@@ -36,10 +83,15 @@ const F32_C: [f64; 3] = [
 
 /// `exp(x)` in `f32`.
 pub fn exp_f32(x: f32) -> f32 {
-    wide(|| f32_one(x))
+    #[cfg(target_arch = "x86_64")]
+    if has_fma() {
+        // SAFETY: the CPU has FMA.
+        return unsafe { fma::f32_one(x) };
+    }
+    f32_one(x)
 }
 
-/// `exp(x)` in `f32`, for callers already compiled for FMA (see [`wide`]).
+/// `exp(x)` in `f32`, for callers already compiled for FMA (module `fma`).
 #[inline(always)]
 fn f32_one(x: f32) -> f32 {
     f32_special(x).unwrap_or_else(|| f32_core(x))
@@ -97,7 +149,12 @@ pub fn exp_f32_in_place(xs: &mut [f32]) {
 
 /// [`exp_f32_in_place`] one entry at a time, in one pass compiled for FMA.
 fn f32_each(xs: &mut [f32]) {
-    wide(|| xs.iter_mut().for_each(|x| *x = f32_one(*x)));
+    #[cfg(target_arch = "x86_64")]
+    if has_fma() && std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { fma::f32_each(xs) };
+    }
+    xs.iter_mut().for_each(|x| *x = f32_one(*x));
 }
 
 // ---------------------------------------------------------------- f64
@@ -117,10 +174,15 @@ const F64_C: [f64; 4] = [
 
 /// `exp(x)` in `f64`.
 pub fn exp_f64(x: f64) -> f64 {
-    wide(|| f64_one(x))
+    #[cfg(target_arch = "x86_64")]
+    if has_fma() {
+        // SAFETY: the CPU has FMA.
+        return unsafe { fma::f64_one(x) };
+    }
+    f64_one(x)
 }
 
-/// `exp(x)` in `f64`, for callers already compiled for FMA (see [`wide`]).
+/// `exp(x)` in `f64`, for callers already compiled for FMA (module `fma`).
 #[inline(always)]
 fn f64_one(x: f64) -> f64 {
     match f64_range(x) {
@@ -217,7 +279,12 @@ pub fn exp_f64_in_place(xs: &mut [f64]) {
 
 /// [`exp_f64_in_place`] one entry at a time, in one pass compiled for FMA.
 fn f64_each(xs: &mut [f64]) {
-    wide(|| xs.iter_mut().for_each(|x| *x = f64_one(*x)));
+    #[cfg(target_arch = "x86_64")]
+    if has_fma() && std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { fma::f64_each(xs) };
+    }
+    xs.iter_mut().for_each(|x| *x = f64_one(*x));
 }
 
 /// `eight` on every 8 entries of `xs` in turn, the last few padded to 8 (with
