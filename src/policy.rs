@@ -134,6 +134,8 @@ pub struct Activations {
     /// the sampler computed it (the training pass's log-softmax then needs
     /// no exponentials); `None` when not known.
     pub lse: Option<Vec<f64>>,
+    /// The same for the backward logits, where `P_B` is learned.
+    pub pb_lse: Option<Vec<f64>>,
 }
 
 impl Activations {
@@ -173,7 +175,7 @@ impl Activations {
     /// The first `rows` rows of each array (no copy).
     pub(crate) fn truncate(&mut self, rows: usize) {
         self.map_arrays(|a| with_rows(a, rows));
-        if let Some(lse) = &mut self.lse {
+        for lse in [&mut self.lse, &mut self.pb_lse].into_iter().flatten() {
             lse.truncate(rows);
         }
     }
@@ -205,13 +207,12 @@ impl Activations {
         let layers = |n: usize, f: &dyn Fn(&Activations, usize) -> &Array2<f32>| -> Vec<Array2<f32>> {
             (0..n).map(|i| take(&|a| f(a, i))).collect()
         };
-        let lse = blocks
-            .iter()
-            .map(|a| a.lse.as_deref())
-            .collect::<Option<Vec<&[f64]>>>()
-            .map(|lse| rows.iter().map(|&(b, r)| lse[b][r]).collect());
+        let lse = |f: &dyn Fn(&Activations) -> Option<&Vec<f64>>| {
+            (blocks.iter().map(f).collect::<Option<Vec<_>>>()).map(|lse| rows.iter().map(|&(b, r)| lse[b][r]).collect())
+        };
         Some(Activations {
-            lse,
+            lse: lse(&|a| a.lse.as_ref()),
+            pb_lse: lse(&|a| a.pb_lse.as_ref()),
             trunk: layers(first.trunk.len(), &|a, i| &a.trunk[i]),
             aux: first
                 .aux
@@ -239,13 +240,14 @@ impl Activations {
                 Some(order)
             }
         };
-        self.lse = match (self.lse.take(), other.lse.take()) {
-            (Some(mut a), Some(b)) => {
+        let joined = |a: Option<Vec<f64>>, b: Option<Vec<f64>>| {
+            a.zip(b).map(|(mut a, b)| {
                 a.extend(b);
-                Some(a)
-            }
-            _ => None,
+                a
+            })
         };
+        self.lse = joined(self.lse.take(), other.lse.take());
+        self.pb_lse = joined(self.pb_lse.take(), other.pb_lse.take());
         // in place where the arrays have room (the sampler's do), else in larger pooled ones
         let grow = |a: &mut Array2<f32>, b: &Array2<f32>| {
             assert_eq!(a.ncols(), b.ncols(), "activations of one policy");
@@ -464,6 +466,7 @@ impl Policy {
             log_f: self.log_f.as_ref().filter(|_| all).map(|l| array(l.fan_out)),
             order: None,
             lse: None,
+            pb_lse: None,
         }
     }
 
@@ -550,7 +553,7 @@ impl Policy {
     /// pass over all their states (`log_r` is `log R(x)` per trajectory).
     pub fn terms<T: Scalar, S>(&self, tape: &mut Tape<T>, p: &Bound, traj: &Trajectories<S>, log_r: &[f64]) -> Terms {
         let heads = self.forward(tape, p, Arc::new(traj.features.clone()));
-        self.terms_of(tape, p, traj, log_r, heads, None, None)
+        self.terms_of(tape, p, traj, log_r, heads, None, [None, None])
     }
 
     /// [`Policy::terms`] with the forward pass's values taken from `acts`, the
@@ -568,14 +571,14 @@ impl Policy {
         log_r: &[f64],
         mut acts: Activations,
     ) -> Terms {
-        let (order, lse) = (acts.order.clone(), acts.lse.take());
+        let (order, lse) = (acts.order.clone(), [acts.lse.take(), acts.pb_lse.take()]);
         let heads = self.forward_recorded(tape, p, Arc::new(traj.features.clone()), acts);
         self.terms_of(tape, p, traj, log_r, heads, order.as_deref(), lse)
     }
 
     /// The terms from the heads' values, row `order[t]` of the heads being
-    /// transition `t`'s (row `t` without an `order`), with the forward
-    /// logits' row `log sum exp`s when the sampler kept them.
+    /// transition `t`'s (row `t` without an `order`), with the forward and
+    /// backward logits' row `log sum exp`s when the sampler kept them.
     #[allow(clippy::too_many_arguments)]
     fn terms_of<T: Scalar, S>(
         &self,
@@ -585,7 +588,7 @@ impl Policy {
         log_r: &[f64],
         heads: Heads,
         order: Option<&[usize]>,
-        pf_lse: Option<Vec<f64>>,
+        [pf_lse, pb_lse]: [Option<Vec<f64>>; 2],
     ) -> Terms {
         assert_eq!(log_r.len(), traj.len(), "terms: one log-reward per trajectory");
         let rows = traj.n_transitions();
@@ -613,10 +616,11 @@ impl Policy {
             None => v,
             Some(o) => tape.index_select(v, o.to_vec()),
         };
-        let lp = match pf_lse {
-            Some(lse) => tape.masked_log_softmax_given(heads.pf_logits, masks(&traj.forward_masks), lse),
-            None => tape.masked_log_softmax(heads.pf_logits, masks(&traj.forward_masks)),
+        let log_softmax = |tape: &mut Tape<T>, logits, m: &Array2<bool>, lse: Option<Vec<f64>>| match lse {
+            Some(lse) => tape.masked_log_softmax_given(logits, masks(m), lse),
+            None => tape.masked_log_softmax(logits, masks(m)),
         };
+        let lp = log_softmax(tape, heads.pf_logits, &traj.forward_masks, pf_lse);
         let log_pf = tape.gather(lp, indices(&traj.actions));
         let log_pf = back(tape, log_pf);
 
@@ -630,7 +634,7 @@ impl Policy {
             .collect();
         let log_pb = match heads.pb_logits {
             Some(logits) => {
-                let lpb = tape.masked_log_softmax(logits, masks(&traj.backward_masks));
+                let lpb = log_softmax(tape, logits, &traj.backward_masks, pb_lse);
                 let at_rows = tape.gather(lpb, indices(&traj.backward_actions));
                 let zero = tape.constant(Array2::zeros((1, 1)));
                 let padded = tape.concat(&[at_rows, zero], 0);

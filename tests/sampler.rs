@@ -397,13 +397,19 @@ fn kept_activations_serve_the_training_pass() {
         let on_tape = run(None);
         // the sampler kept each row's log-sum-exp (the replayed rows' too), and
         // the training pass's log-probabilities are the recorded ones, bit for bit
+        // (the backward logits' too where P_B is learned)
         assert_eq!(kept.lse.as_ref().map(Vec::len), Some(t.n_transitions()), "{what}");
+        let learned = backward == BackwardPolicy::Learned;
+        let want = learned.then_some(t.n_transitions());
+        assert_eq!(kept.pb_lse.as_ref().map(Vec::len), want, "{what}");
         let mut tape = Tape::<f32>::new();
         let p = store.bind(&mut tape);
         let terms = policy.terms_sampled(&mut tape, &p, &t, &log_r, kept.clone());
-        let lp = tape.value(terms.log_pf);
-        for (r, &rec) in t.log_pf.iter().enumerate() {
-            assert_eq!(lp[[r, 0]].to_bits(), rec.to_bits(), "{what}, row {r}");
+        for (v, recorded) in [(terms.log_pf, &t.log_pf), (terms.log_pb, &t.log_pb)] {
+            let lp = tape.value(v);
+            for (r, &rec) in recorded.iter().enumerate() {
+                assert_eq!(lp[[r, 0]].to_bits(), rec.to_bits(), "{what}, row {r}");
+            }
         }
         assert_eq!(run(Some(in_order)), on_tape, "{what}");
         // in the order they were kept: the same loss; the gradients' sums
@@ -431,6 +437,7 @@ fn kept_activations_do_not_depend_on_the_thread_count() {
     let (a, b) = (one.activations.unwrap(), three.activations.unwrap());
     assert_eq!(a.order, b.order);
     assert_eq!(a.lse, b.lse);
+    assert_eq!(a.pb_lse, b.pb_lse);
     assert_eq!(a.pf, b.pf);
     assert_eq!(a.trunk, b.trunk);
     assert_eq!(a.pb, b.pb);

@@ -325,23 +325,23 @@ impl Sampler {
         // current policy, in one batched pass over their source states
         let mut acts = policy.activations(store, &drawn.features);
         let mut lse = Vec::with_capacity(drawn.rows());
+        let mut pb_lse = acts.pb.as_ref().map(|_| Vec::with_capacity(drawn.rows()));
         for r in 0..drawn.rows() {
             let (row, mask) = (acts.pf.row(r), drawn.forward_mask(r));
             let row = row.as_slice().unwrap();
-            lse.push(row_logsumexp(row, mask));
-            drawn.log_pf[r] = log_prob_given(row[drawn.actions[r]], lse[r]);
-            if let (Some(pb), false) = (&acts.pb, drawn.starts(r)) {
-                // P_B(s_{k-1} | s_k) is read at the row of s_k (at s_0: unused)
-                let lp = log_prob(
-                    pb.row(r).as_slice().unwrap(),
-                    drawn.backward_mask(r),
-                    drawn.backward_actions[r],
-                );
+            let forward = row_logsumexp(row, mask);
+            drawn.log_pf[r] = log_prob_given(row[drawn.actions[r]], forward);
+            // P_B(s_{k-1} | s_k) is read at the row of s_k (at s_0: unused)
+            let pb = acts.pb.as_ref().map(|pb| pb.row(r));
+            let (lp, backward) = backward_log_prob(pb.as_ref().map(|pb| pb.as_slice().unwrap()), &drawn, r);
+            if let Some(lp) = lp {
                 drawn.log_pb_into[r] = lp;
             }
+            lse.push(forward);
+            pb_lse.iter_mut().zip(backward).for_each(|(kept, b)| kept.push(b));
         }
         // the pass was over exactly the rows of the trajectories, in their order
-        acts.lse = Some(lse);
+        (acts.lse, acts.pb_lse) = (Some(lse), pb_lse);
         let (mut t, _) = in_trajectory_order(
             env,
             std::slice::from_ref(&drawn),
@@ -399,6 +399,11 @@ fn forward_paths<E: Environment>(
     let mut probs = vec![0f64; a_n];
     let mut running = policy.running(keys.len());
     acts.lse = keep.then(|| Vec::with_capacity(acts.pf.nrows()));
+    acts.pb_lse = acts
+        .pb
+        .as_ref()
+        .filter(|_| keep)
+        .map(|_| Vec::with_capacity(acts.pf.nrows()));
     let (mut filled, mut steps) = (0, Vec::new());
     let mut still = Vec::with_capacity(active.len());
     while !active.is_empty() {
@@ -416,23 +421,16 @@ fn forward_paths<E: Environment>(
             let s = &states[i];
             let r = drawn.begin(env, i, s);
             // this step's P_B head at s_k gives the previous transition's P_B(s_{k-1} | s_k)
-            let lp = match (&pb_logits, drawn.starts(r)) {
-                (Some(pb), false) => log_prob(
-                    pb.row(row).as_slice().unwrap(),
-                    drawn.backward_mask(r),
-                    drawn.backward_actions[r],
-                ),
-                _ => 0.0,
-            };
+            let pb = pb_logits.as_ref().map(|pb| pb.row(row));
+            let (lp, backward) = backward_log_prob(pb.as_ref().map(|pb| pb.as_slice().unwrap()), &drawn, r);
             let lr = logits.row(row);
             let lr = lr.as_slice().unwrap();
             let mask = drawn.forward_mask(r);
             let (a, lse) = choose(lr, mask, explore, &mut probs, &mut rngs[i]);
             let lse = lse.unwrap_or_else(|| row_logsumexp(lr, mask));
-            drawn.finish(a, log_prob_given(lr[a], lse), lp);
-            if let Some(kept) = &mut acts.lse {
-                kept.push(lse);
-            }
+            drawn.finish(a, log_prob_given(lr[a], lse), lp.unwrap_or(0.0));
+            acts.lse.iter_mut().for_each(|kept| kept.push(lse));
+            acts.pb_lse.iter_mut().zip(backward).for_each(|(kept, b)| kept.push(b));
             env.step_into(s, a, &mut spare);
             if drawn.moved(env, i, s, a, &spare) {
                 still.push(i);
@@ -549,9 +547,14 @@ fn row_logsumexp(logits: &[f32], mask: &[bool]) -> f64 {
         .expect("a state with a valid action")
 }
 
-/// `log softmax(logits)[a]` over the valid actions, in f64 then rounded.
-fn log_prob(logits: &[f32], mask: &[bool], a: usize) -> f32 {
-    log_prob_given(logits[a], row_logsumexp(logits, mask))
+/// Row `r`'s learned `P_B` (its backward logits `pb`, if learned): the log-probability
+/// of its backward action (`None` at a trajectory's first row, which has
+/// none) and the row's `log sum exp`, which training's log-softmax reuses.
+fn backward_log_prob(pb: Option<&[f32]>, drawn: &Drawn, r: usize) -> (Option<f32>, Option<f64>) {
+    let Some(pb) = pb else { return (None, None) };
+    let lse = row_logsumexp(pb, drawn.backward_mask(r));
+    let lp = (!drawn.starts(r)).then(|| log_prob_given(pb[drawn.backward_actions[r]], lse));
+    (lp, Some(lse))
 }
 
 /// Uniform `log P_B(s_k | s_{k+1}) = -log(number of parents of s_{k+1})` of
