@@ -23,7 +23,7 @@ pub trait Scalar:
 {
     fn from_f64(x: f64) -> Self;
     fn to_f64(self) -> f64;
-    /// `exp`, the same bits on every platform ([`crate::exp`]).
+    /// `exp`, the same bits on every platform (the engine's own, in `src/exp.rs`).
     fn exp(self) -> Self;
     /// [`Scalar::exp`] of each entry, in place (vectorized where the CPU allows).
     fn exp_in_place(xs: &mut [Self]);
@@ -135,7 +135,10 @@ impl_scalar!(f64, None, crate::exp::exp_f64, crate::exp::exp_f64_in_place);
 /// instead of SSE2's 4, and an explicit `mul_add` one instruction instead of
 /// a libm call. The operations are the same, one by one (the compiler neither
 /// reorders nor fuses floating-point operations, and `mul_add` is exact
-/// either way), so are the bits.
+/// either way), so are the bits. The compiler may leave a large `f` out of
+/// line (it is called from two places), and it then runs without these
+/// features: [`crate::exp`]'s one-at-a-time paths did, and have functions
+/// of their own.
 #[inline(always)]
 pub(crate) fn wide<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
