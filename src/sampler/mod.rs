@@ -547,9 +547,10 @@ fn row_logsumexp(logits: &[f32], mask: &[bool]) -> f64 {
         .expect("a state with a valid action")
 }
 
-/// Row `r`'s learned `P_B` (its backward logits `pb`, if learned): the log-probability
-/// of its backward action (`None` at a trajectory's first row, which has
-/// none) and the row's `log sum exp`, which training's log-softmax reuses.
+/// With a learned `P_B` (`pb`, row `r`'s backward logits): the log-probability
+/// of the row's backward action (`None` at a trajectory's first row, which
+/// has none) and the row's `log sum exp`, which training's log-softmax
+/// reuses. `(None, None)` without.
 fn backward_log_prob(pb: Option<&[f32]>, drawn: &Drawn, r: usize) -> (Option<f32>, Option<f64>) {
     let Some(pb) = pb else { return (None, None) };
     let lse = row_logsumexp(pb, drawn.backward_mask(r));
