@@ -5,7 +5,8 @@
 //!
 //! Every time is a median over repeated runs in this process. The *floor* of
 //! a scenario is its floating-point work (the MLP forward and backward over
-//! the states actually visited, first layers counted sparse as the engine
+//! the states each timed step actually visited, as the trainer reports them
+//! in its `timings`, first layers counted sparse as the engine
 //! computes them, with a weight gradient but no input gradient) divided by the single-thread GEMM rate measured here at
 //! 256x256x256 by the engine's own kernel (in AVX-512 where the CPU has it,
 //! the fastest product we have on the machine); `ratio` = measured time /
@@ -148,19 +149,59 @@ struct Bench {
 /// Steps timed in a row between two measurements of the yardstick.
 const BLOCK: usize = 10;
 
-/// Per-step seconds, each with the GFLOP/s of the engine's and ndarray's
+/// A timed training step: its seconds, its floor's floating-point work and
+/// its states (from the trainer's `timings`).
+#[derive(Clone, Copy)]
+struct Step {
+    secs: f64,
+    flops: f64,
+    states: usize,
+}
+
+/// One training step of `t`, timed.
+fn timed_step<E: gflownet::env::Environment, R: gflownet::env::LogReward<E::State>>(t: &mut Trainer<E, R>) -> Step {
+    let c = Instant::now();
+    t.train_step().unwrap();
+    let secs = c.elapsed().as_secs_f64();
+    Step {
+        secs,
+        flops: t.timings.flops,
+        states: t.timings.states,
+    }
+}
+
+/// Timed steps, each with the GFLOP/s of the engine's and ndarray's
 /// yardstick products measured around it.
-struct Paired(Vec<(f64, [f64; 2])>);
+struct Paired(Vec<(Step, [f64; 2])>);
 
 impl Paired {
     /// Median seconds per step.
     fn secs(&self) -> f64 {
-        median(self.0.iter().map(|&(s, _)| s).collect())
+        median(self.0.iter().map(|(s, _)| s.secs).collect())
     }
-    /// Median of the steps' floor ratios for `flops` per step: against the
-    /// engine's rate, and against ndarray's.
-    fn ratios(&self, flops: f64) -> [f64; 2] {
-        [0, 1].map(|i| median(self.0.iter().map(|&(s, rate)| s / (flops / (rate[i] * 1e9))).collect()))
+    /// Median floating-point work of a step's floor.
+    fn flops(&self) -> f64 {
+        median(self.0.iter().map(|(s, _)| s.flops).collect())
+    }
+    /// Mean states per step.
+    fn states(&self) -> f64 {
+        self.0.iter().map(|(s, _)| s.states as f64).sum::<f64>() / self.0.len().max(1) as f64
+    }
+    /// The floor ratio: of each block of steps timed between two
+    /// measurements of the yardstick, the seconds of its steps over their
+    /// floors (each step's own work at the block's rate), then the median
+    /// over the blocks; against the engine's rate, and against ndarray's.
+    /// (Per step, a batch's work varies more than its time, whose per-step
+    /// costs do not depend on it: a median of per-step ratios favours the
+    /// large batches.)
+    fn ratios(&self) -> [f64; 2] {
+        [0, 1].map(|i| {
+            let blocks = self.0.chunks(BLOCK).map(|b| {
+                let secs: f64 = b.iter().map(|(s, _)| s.secs).sum();
+                secs / b.iter().map(|(s, rate)| s.flops / (rate[i] * 1e9)).sum::<f64>()
+            });
+            median(blocks.collect())
+        })
     }
     /// (lowest, median, highest) GFLOP/s of the engine's yardstick over the run, then of ndarray's.
     fn rates(&self) -> [(f64, f64, f64); 2] {
@@ -209,14 +250,14 @@ impl Bench {
         ]
     }
 
-    /// `n` runs of `step` (which returns its seconds), the yardstick measured
+    /// `n` runs of `step` (a timed training step), the yardstick measured
     /// before them and after every [`BLOCK`]; each step is paired with the
     /// mean of the rates measured just before and just after its block.
-    fn paired(&mut self, n: usize, mut step: impl FnMut() -> f64) -> Paired {
+    fn paired(&mut self, n: usize, mut step: impl FnMut() -> Step) -> Paired {
         let mut out = Vec::with_capacity(n);
         let mut before = self.rate_now();
         while out.len() < n {
-            let block: Vec<f64> = (0..BLOCK.min(n - out.len())).map(|_| step()).collect();
+            let block: Vec<Step> = (0..BLOCK.min(n - out.len())).map(|_| step()).collect();
             let after = self.rate_now();
             let around = [0, 1].map(|i| 0.5 * (before[i] + after[i]));
             out.extend(block.into_iter().map(|s| (s, around)));
@@ -327,25 +368,6 @@ impl Bench {
         );
     }
 
-    /// The floating-point work of one training step (see the module doc) and
-    /// the states it visits, for the trainer's current policy.
-    fn trainer_flops<E: gflownet::env::Environment, R: gflownet::env::LogReward<E::State>>(
-        t: &mut Trainer<E, R>,
-    ) -> (f64, f64) {
-        // the forward pass over the visited states (made once, while sampling, and
-        // kept for training) and its backward (2x, but 1x at the sparse first
-        // layer, which needs no input gradient), averaged over 8 batches
-        // (trajectory lengths vary from batch to batch)
-        let mut sampler = t.sampler.clone();
-        let (mut flops, mut rows) = (0.0, 0.0);
-        for _ in 0..8 {
-            let traj = sampler.sample(&t.env, &t.policy, &t.store, t.config.batch, Exploration::ON_POLICY);
-            flops += (t.policy.forward_flops(&traj.features) + t.policy.backward_flops(&traj.features)) / 8.0;
-            rows += traj.n_transitions() as f64 / 8.0;
-        }
-        (flops, rows)
-    }
-
     /// Scenario 1: HyperGrid D=4, H=8, TB squared, 2x256 with a learned P_B head, Adam.
     fn hypergrid(&mut self, objective: &str, batch: usize, to_target: bool) {
         let mut cfg = TrainConfig::hypergrid_default(4, 8);
@@ -371,16 +393,14 @@ impl Bench {
         }
         let mut parts = [vec![], vec![], vec![], vec![]];
         let steps = self.paired(100, || {
-            let c = Instant::now();
-            t.train_step().unwrap();
-            let total = c.elapsed().as_secs_f64();
+            let step = timed_step(&mut t);
             let s = t.timings;
             for (v, x) in parts.iter_mut().zip([s.sample, s.loss, s.backward, s.optim]) {
                 v.push(x);
             }
-            total
+            step
         });
-        let (flops, _) = Self::trainer_flops(&mut t);
+        let flops = steps.flops();
         // allocations and page faults over the next 100 steps (no yardstick in between)
         let (a0, f0) = (alloc_counts(), minor_faults());
         for _ in 0..100 {
@@ -391,16 +411,17 @@ impl Bench {
         let faults = (f1 - f0) as f64 / 100.0;
         let [sample, loss, backward, optim] = parts.map(median);
         let total = steps.secs();
-        let ([ratio, ratio_nd], [(lo, mid, hi), (nd_lo, nd_mid, nd_hi)]) = (steps.ratios(flops), steps.rates());
+        let ([ratio, ratio_nd], [(lo, mid, hi), (nd_lo, nd_mid, nd_hi)]) = (steps.ratios(), steps.rates());
         let floor = flops / (mid * 1e9);
         let mut json = serde_json::json!({"bench": "hypergrid", "ndim": 4, "height": 8, "objective": objective,
             "batch": batch, "ms_per_iter": total * 1e3, "sample_ms": sample * 1e3, "loss_ms": loss * 1e3,
             "backward_ms": backward * 1e3, "optim_ms": optim * 1e3, "floor_ms": floor * 1e3, "ratio": ratio,
+            "states_per_step": steps.states(),
             "yardstick_gflops": [lo, mid, hi], "ratio_ndarray": ratio_nd, "ndarray_gflops": [nd_lo, nd_mid, nd_hi],
             "allocs_per_step": per_step(0), "alloc_kib_per_step": per_step(1) / 1024.0,
             "allocs_64kib_per_step": per_step(2), "minor_faults_per_step": faults});
         let mut text = format!(
-            "{:.2} ms/iter (sample {:.2}, loss {:.2}, backward {:.2}, optim {:.2}); {ratio:.2}x floor \
+            "{:.2} ms/iter (sample {:.2}, loss {:.2}, backward {:.2}, optim {:.2}), {:.0} states; {ratio:.2}x floor \
              (yardstick {lo:.0}-{hi:.0} GFLOP/s; {ratio_nd:.2}x against ndarray's {nd_lo:.0}-{nd_hi:.0}); per step {:.0} allocations ({:.0} KiB, {:.0} of >= 64 KiB), \
              {:.0} page faults",
             total * 1e3,
@@ -408,6 +429,7 @@ impl Bench {
             loss * 1e3,
             backward * 1e3,
             optim * 1e3,
+            steps.states(),
             per_step(0),
             per_step(1) / 1024.0,
             per_step(2),
@@ -450,23 +472,19 @@ impl Bench {
         self.emit(json, format!("hypergrid {objective} b={batch}"), text);
     }
 
-    /// Median seconds of `iters` training steps after 3 warm-up steps, the
-    /// floor ratio, and the states a step visits.
+    /// Median seconds of `iters` training steps after 10 warm-up steps (the
+    /// buffer pool grows to its steady size as the trajectories lengthen),
+    /// the floor ratio, and the mean states a step visits.
     fn step_time<E: gflownet::env::Environment, R: gflownet::env::LogReward<E::State>>(
         &mut self,
         t: &mut Trainer<E, R>,
         iters: usize,
     ) -> (f64, f64, f64) {
-        for _ in 0..3 {
+        for _ in 0..10 {
             t.train_step().unwrap();
         }
-        let steps = self.paired(iters, || {
-            let c = Instant::now();
-            t.train_step().unwrap();
-            c.elapsed().as_secs_f64()
-        });
-        let (flops, rows) = Self::trainer_flops(t);
-        (steps.secs(), steps.ratios(flops)[0], rows)
+        let steps = self.paired(iters, || timed_step(t));
+        (steps.secs(), steps.ratios()[0], steps.states())
     }
 
     /// Scenario 4: step time against batch and hidden width (HyperGrid, scenario 1's
@@ -578,14 +596,12 @@ impl Bench {
         }
         let mut samples = vec![];
         let steps = self.paired(30, || {
-            let c = Instant::now();
-            t.train_step().unwrap();
+            let step = timed_step(&mut t);
             samples.push(t.timings.sample);
-            c.elapsed().as_secs_f64()
+            step
         });
-        let (total, sample) = (steps.secs(), median(samples));
-        let (flops, _) = Self::trainer_flops(&mut t);
-        let ([ratio, ratio_nd], [(lo, mid, hi), (nd_lo, nd_mid, nd_hi)]) = (steps.ratios(flops), steps.rates());
+        let (total, sample, flops) = (steps.secs(), median(samples), steps.flops());
+        let ([ratio, ratio_nd], [(lo, mid, hi), (nd_lo, nd_mid, nd_hi)]) = (steps.ratios(), steps.rates());
         // allocations over 5 further steps (no yardstick in between)
         let a0 = alloc_counts();
         for _ in 0..5 {
@@ -596,16 +612,18 @@ impl Bench {
             serde_json::json!({"bench": "peptide", "batch": batch, "threads": threads, "steps_per_s": 1.0 / total,
                 "trajectories_per_s": batch as f64 / total, "sampled_trajectories_per_s": batch as f64 / sample,
                 "ms_per_step": total * 1e3, "floor_ms": flops / (mid * 1e9) * 1e3, "ratio": ratio,
+                "states_per_step": steps.states(),
                 "yardstick_gflops": [lo, mid, hi], "ratio_ndarray": ratio_nd, "ndarray_gflops": [nd_lo, nd_mid, nd_hi],
                 "allocs_per_step": allocs}),
             format!("peptide TB b={batch} threads={threads}"),
             format!(
-                "{:.1} steps/s, {:.0} traj/s trained, {:.0} traj/s sampled; {ratio:.2}x floor \
+                "{:.1} steps/s, {:.0} traj/s trained, {:.0} traj/s sampled, {:.0} states per step; {ratio:.2}x floor \
                  (yardstick {lo:.0}-{hi:.0} GFLOP/s; {ratio_nd:.2}x against ndarray's {nd_lo:.0}-{nd_hi:.0}); \
                  {allocs:.0} allocations per step",
                 1.0 / total,
                 batch as f64 / total,
                 batch as f64 / sample,
+                steps.states(),
             ),
         );
     }

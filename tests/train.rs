@@ -381,3 +381,35 @@ fn resume_removes_stale_temp_files_only() {
         assert_eq!(read(f), b"the user's", "{} is not ours and stays", f.display());
     }
 }
+
+#[test]
+fn step_timings_count_the_states_and_work_of_the_batch() {
+    // HyperGrid D=2, H=4: a trajectory visits 1 to 7 states, each encoded
+    // with D ones, so the step's floor is the policy's count for that many rows
+    let (d, h, batch) = (2, 4, 8);
+    let mut cfg = TrainConfig::hypergrid_default(d, h);
+    cfg.batch = batch;
+    let mut t = Trainer::new(
+        cfg,
+        HyperGrid::new(d, h).unwrap(),
+        gflownet::env::HyperGridReward::standard(h),
+    )
+    .unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..5 {
+        t.train_step().unwrap();
+        let states = t.timings.states;
+        assert!((batch..=batch * (d * (h - 1) + 1)).contains(&states), "{states} states");
+        let mut x = gflownet::nn::Csr::new(d * h);
+        for _ in 0..states {
+            x.push_row((0..d).map(|i| ((i * h) as u32, 1.0)));
+        }
+        let want = t.policy.forward_flops(&x) + t.policy.backward_flops(&x);
+        assert_eq!(t.timings.flops, want, "{states} states");
+        seen.insert(states);
+    }
+    assert!(
+        seen.len() > 1,
+        "the batches' sizes vary, and the timings follow them: {seen:?}"
+    );
+}

@@ -59,6 +59,12 @@ pub struct StepTimings {
     pub backward: f64,
     /// Clipping and the Adam update.
     pub optim: f64,
+    /// States of the step's batch (its transitions, replayed ones included).
+    pub states: usize,
+    /// Floating-point operations of the step's MLP work over those states:
+    /// the forward pass and the backward pass as [`Policy::forward_flops`]
+    /// and [`Policy::backward_flops`] count them (the benchmarks' floor).
+    pub flops: f64,
 }
 
 /// A training run in memory.
@@ -191,6 +197,10 @@ impl<E: Environment, R: LogReward<E::State>> Trainer<E, R> {
         crate::autodiff::gemm::set_threads(self.sampler.threads);
         let (mut traj, log_r, on_policy) = self.batch()?;
         let t_sample = clock.elapsed().as_secs_f64();
+        let (states, flops) = (
+            traj.n_transitions(),
+            self.policy.forward_flops(&traj.features) + self.policy.backward_flops(&traj.features),
+        );
         let mean_log_r = log_r[..on_policy].iter().sum::<f64>() / on_policy as f64;
         if self.step == 0 && self.config.optimizer.log_z_init == LogZInit::BatchEstimate {
             let (pf, pb) = (traj.sum_log_pf(), traj.sum_log_pb());
@@ -230,6 +240,8 @@ impl<E: Environment, R: LogReward<E::State>> Trainer<E, R> {
             loss: t_loss - t_sample,
             backward: t_backward - t_loss,
             optim: t_optim - t_backward,
+            states,
+            flops,
         };
         if !self.store.all_finite() {
             return Err(Error::Numeric(format!(
