@@ -191,9 +191,8 @@ impl Paired {
     /// measurements of the yardstick, the seconds of its steps over their
     /// floors (each step's own work at the block's rate), then the median
     /// over the blocks; against the engine's rate, and against ndarray's.
-    /// (Per step, a batch's work varies more than its time, whose per-step
-    /// costs do not depend on it: a median of per-step ratios favours the
-    /// large batches.)
+    /// (A block's total time over its total floor: a step's work varies
+    /// from batch to batch more than its time does.)
     fn ratios(&self) -> [f64; 2] {
         [0, 1].map(|i| {
             let blocks = self.0.chunks(BLOCK).map(|b| {
