@@ -20,6 +20,26 @@
 //!   c3 r) + r^4 (c4 + c5 r))`, from a table of `2^(j/128)` and the rounding
 //!   error of each (`tail`).
 
+/// A precision's one-at-a-time `exp` ([`f32_one`], [`f64_one`]), inlined
+/// wherever it is called, so that it takes on the caller's target features.
+trait One: Copy {
+    fn one(self) -> Self;
+}
+
+impl One for f32 {
+    #[inline(always)]
+    fn one(self) -> f32 {
+        f32_one(self)
+    }
+}
+
+impl One for f64 {
+    #[inline(always)]
+    fn one(self) -> f64 {
+        f64_one(self)
+    }
+}
+
 /// Whether the CPU has FMA: the one-at-a-time paths then run compiled for
 /// it (module `fma`), each `mul_add` one instruction. Elsewhere `mul_add` is
 /// a call into the runtime (exact either way, so the same bits).
@@ -29,40 +49,48 @@ fn has_fma() -> bool {
     std::is_x86_feature_detected!("fma")
 }
 
+/// `exp(x)`, compiled for FMA where the CPU has it.
+#[inline(always)]
+fn one<T: One>(x: T) -> T {
+    #[cfg(target_arch = "x86_64")]
+    if has_fma() {
+        // SAFETY: the CPU has FMA.
+        return unsafe { fma::one(x) };
+    }
+    x.one()
+}
+
+/// `exp` of each entry one at a time, in one pass compiled for FMA where
+/// the CPU has it (the slices' path without AVX-512).
+fn one_by_one<T: One>(xs: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_fma() && std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 and FMA.
+        return unsafe { fma::one_by_one(xs) };
+    }
+    xs.iter_mut().for_each(|x| *x = x.one());
+}
+
 /// The scalar paths compiled for FMA: plain functions, not closures handed
 /// to `scalar::wide`, which the compiler left out of line for `f64` (each
 /// `mul_add` then a call through a pointer: 1.7 % of a HyperGrid b=128 step).
 #[cfg(target_arch = "x86_64")]
 mod fma {
-    /// # Safety
-    /// The CPU has FMA.
-    #[target_feature(enable = "fma")]
-    pub(super) unsafe fn f32_one(x: f32) -> f32 {
-        super::f32_one(x)
-    }
+    use super::One;
 
     /// # Safety
     /// The CPU has FMA.
     #[target_feature(enable = "fma")]
-    pub(super) unsafe fn f64_one(x: f64) -> f64 {
-        super::f64_one(x)
+    pub(super) unsafe fn one<T: One>(x: T) -> T {
+        x.one()
     }
 
     /// # Safety
     /// The CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn f32_each(xs: &mut [f32]) {
+    pub(super) unsafe fn one_by_one<T: One>(xs: &mut [T]) {
         for x in xs {
-            *x = super::f32_one(*x);
-        }
-    }
-
-    /// # Safety
-    /// The CPU has AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn f64_each(xs: &mut [f64]) {
-        for x in xs {
-            *x = super::f64_one(*x);
+            *x = x.one();
         }
     }
 }
@@ -81,12 +109,7 @@ const F32_C: [f64; 3] = [
 
 /// `exp(x)` in `f32`.
 pub fn exp_f32(x: f32) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if has_fma() {
-        // SAFETY: the CPU has FMA.
-        return unsafe { fma::f32_one(x) };
-    }
-    f32_one(x)
+    one(x)
 }
 
 /// `exp(x)` in `f32`, for callers already compiled for FMA (module `fma`).
@@ -142,17 +165,7 @@ pub fn exp_f32_in_place(xs: &mut [f32]) {
         // SAFETY: the CPU has AVX-512F.
         return by_eights(xs, |c| unsafe { avx512::f32x8(c) });
     }
-    f32_each(xs);
-}
-
-/// [`exp_f32_in_place`] one entry at a time, in one pass compiled for FMA.
-fn f32_each(xs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_fma() && std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 and FMA.
-        return unsafe { fma::f32_each(xs) };
-    }
-    xs.iter_mut().for_each(|x| *x = f32_one(*x));
+    one_by_one(xs);
 }
 
 // ---------------------------------------------------------------- f64
@@ -172,12 +185,7 @@ const F64_C: [f64; 4] = [
 
 /// `exp(x)` in `f64`.
 pub fn exp_f64(x: f64) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    if has_fma() {
-        // SAFETY: the CPU has FMA.
-        return unsafe { fma::f64_one(x) };
-    }
-    f64_one(x)
+    one(x)
 }
 
 /// `exp(x)` in `f64`, for callers already compiled for FMA (module `fma`).
@@ -272,17 +280,7 @@ pub fn exp_f64_in_place(xs: &mut [f64]) {
         // SAFETY: the CPU has AVX-512F.
         return by_eights(xs, |c| unsafe { avx512::f64x8(c) });
     }
-    f64_each(xs);
-}
-
-/// [`exp_f64_in_place`] one entry at a time, in one pass compiled for FMA.
-fn f64_each(xs: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_fma() && std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 and FMA.
-        return unsafe { fma::f64_each(xs) };
-    }
-    xs.iter_mut().for_each(|x| *x = f64_one(*x));
+    one_by_one(xs);
 }
 
 /// `eight` on every 8 entries of `xs` in turn, the last few padded to 8 (with
@@ -769,7 +767,7 @@ mod tests {
         let xs = f64_inputs();
         let (mut ys, mut each) = (xs.clone(), xs.clone());
         exp_f64_in_place(&mut ys);
-        f64_each(&mut each);
+        one_by_one(&mut each);
         for ((&x, &y), &e) in xs.iter().zip(&ys).zip(&each) {
             assert!(same64(y, exp_f64(x)), "exp({x:e}): slice {y:e}, one {:e}", exp_f64(x));
             assert!(
@@ -822,7 +820,7 @@ mod tests {
         let xs: Vec<f32> = specials.into_iter().chain(f32_every(0, 997)).collect();
         let (mut ys, mut each) = (xs.clone(), xs.clone());
         exp_f32_in_place(&mut ys);
-        f32_each(&mut each);
+        one_by_one(&mut each);
         for ((&x, &y), &e) in xs.iter().zip(&ys).zip(&each) {
             assert!(same32(y, exp_f32(x)), "exp({x:e}): slice {y:e}, one {:e}", exp_f32(x));
             assert!(
