@@ -8,6 +8,7 @@
 use ndarray::{concatenate, s, Array2, ArrayView2, ArrayViewMut2, Axis, Zip};
 
 use super::{gemm, pool, Activation};
+use crate::scalar::wide;
 use crate::Scalar;
 
 /// A differentiable operation on 2-D arrays.
@@ -487,12 +488,16 @@ impl<T: Scalar> Op<T> for MaskedLogSoftmax {
     fn backward(&self, _: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
         // the probabilities, then in their place the gradient
         let mut d = probabilities(out);
-        for ((mut dr, gr), mr) in d.rows_mut().into_iter().zip(g.rows()).zip(self.mask.rows()) {
-            let total: T = gr.iter().zip(mr.iter()).filter(|(_, &m)| m).map(|(&g, _)| g).sum();
-            for j in 0..dr.len() {
-                dr[j] = if mr[j] { gr[j] - dr[j] * total } else { T::zero() };
+        let (g, mask) = (g.as_standard_layout(), self.mask.as_standard_layout());
+        let each = rows_of(&mut d).zip(rows(&g)).zip(rows(&mask));
+        wide(|| {
+            for ((d, g), m) in each {
+                let total: T = g.iter().zip(m).filter(|(_, &m)| m).map(|(&g, _)| g).sum();
+                for ((d, &g), &m) in d.iter_mut().zip(g).zip(m) {
+                    *d = if m { g - *d * total } else { T::zero() };
+                }
             }
-        }
+        });
         vec![Some(d)]
     }
 }
@@ -510,18 +515,45 @@ fn masked_log_softmax<T: Scalar>(op: &str, x: &Array2<T>, mask: &Array2<bool>, l
             x.nrows()
         );
     }
-    let mut out = pool::scratch(x.dim());
-    for (i, ((mut o, xr), mr)) in out.rows_mut().into_iter().zip(x.rows()).zip(mask.rows()).enumerate() {
-        let lse = match lse {
-            Some(lse) => lse[i],
-            None => masked_row_logsumexp(xr.iter().map(|v| v.to_f64()), mr.iter().copied())
-                .unwrap_or_else(|| panic!("{op}: row {i} has no valid entry")),
-        };
-        for ((o, &v), &m) in o.iter_mut().zip(xr.iter()).zip(mr.iter()) {
-            *o = if m { log_prob_given(v, lse) } else { T::neg_infinity() };
+    let computed: Vec<f64>;
+    let lse = match lse {
+        Some(lse) => lse,
+        None => {
+            computed = (x.rows().into_iter().zip(mask.rows()).enumerate())
+                .map(|(i, (x, m))| {
+                    masked_row_logsumexp(x.iter().map(|v| v.to_f64()), m.iter().copied())
+                        .unwrap_or_else(|| panic!("{op}: row {i} has no valid entry"))
+                })
+                .collect();
+            &computed
         }
-    }
+    };
+    let mut out = pool::scratch(x.dim());
+    let (x, mask) = (x.as_standard_layout(), mask.as_standard_layout());
+    let each = rows_of(&mut out).zip(rows(&x)).zip(rows(&mask)).zip(lse);
+    wide(|| {
+        for (((o, x), m), &lse) in each {
+            for ((o, &v), &m) in o.iter_mut().zip(x).zip(m) {
+                *o = if m { log_prob_given(v, lse) } else { T::neg_infinity() };
+            }
+        }
+    });
     out
+}
+
+/// The rows of a row-major array, as slices (a loop over them the compiler
+/// vectorizes, where ndarray's per-entry indexing it does not).
+fn rows<'a, S: ndarray::Data>(a: &'a ndarray::ArrayBase<S, ndarray::Ix2>) -> std::slice::ChunksExact<'a, S::Elem> {
+    let n = a.ncols().max(1);
+    a.as_slice().expect("a standard-layout array").chunks_exact(n)
+}
+
+/// [`rows`] of a pooled array, to write.
+fn rows_of<A>(a: &mut Array2<A>) -> std::slice::ChunksExactMut<'_, A> {
+    let n = a.ncols().max(1);
+    a.as_slice_mut()
+        .expect("a pooled array is row-major")
+        .chunks_exact_mut(n)
 }
 
 /// `exp` of every entry of `log_p` (log-probabilities, `-inf` for 0), in a
@@ -568,29 +600,37 @@ impl<T: Scalar> Op<T> for Entropy {
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
         let mut h = Array2::zeros((xs[0].nrows(), 1));
         let p = probabilities(xs[0]);
-        for ((h, lr), pr) in h.iter_mut().zip(xs[0].rows()).zip(p.rows()) {
-            *h = -lr
-                .iter()
-                .zip(pr)
-                .filter(|(&l, _)| l > T::neg_infinity())
-                .map(|(&l, &p)| p * l)
-                .sum::<T>();
-        }
+        let log_p = xs[0].as_standard_layout();
+        let each = h.iter_mut().zip(rows(&log_p)).zip(rows(&p));
+        wide(|| {
+            for ((h, l), p) in each {
+                *h = -l
+                    .iter()
+                    .zip(p.iter())
+                    .filter(|(&l, _)| l > T::neg_infinity())
+                    .map(|(&l, &p)| p * l)
+                    .sum::<T>();
+            }
+        });
         pool::give(p);
         h
     }
     fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
         // the probabilities, as in the forward pass, then in their place the gradient
         let mut d = probabilities(xs[0]);
-        for ((mut dr, lr), &g) in d.rows_mut().into_iter().zip(xs[0].rows()).zip(g.iter()) {
-            for (d, &l) in dr.iter_mut().zip(lr.iter()) {
-                *d = if l > T::neg_infinity() {
-                    -g * *d * (l + T::one())
-                } else {
-                    T::zero()
-                };
+        let log_p = xs[0].as_standard_layout();
+        let each = rows_of(&mut d).zip(rows(&log_p)).zip(g.iter());
+        wide(|| {
+            for ((d, l), &g) in each {
+                for (d, &l) in d.iter_mut().zip(l) {
+                    *d = if l > T::neg_infinity() {
+                        -g * *d * (l + T::one())
+                    } else {
+                        T::zero()
+                    };
+                }
             }
-        }
+        });
         vec![Some(d)]
     }
 }
