@@ -768,13 +768,22 @@ impl<T: Scalar> Op<T> for SegmentSum {
         let a = xs[0];
         check_offsets("segment_sum", a, &self.offsets);
         let mut out = Array2::zeros((self.offsets.len() - 1, a.ncols()));
-        for (s, w) in self.offsets.windows(2).enumerate() {
-            let mut row = out.row_mut(s);
-            match a.is_standard_layout() {
-                // `sum_axis` adds the rows one after the other, from zero,
-                // here without a temporary per segment: the same bits
-                true => a.slice(s![w[0]..w[1], ..]).rows().into_iter().for_each(|r| row += &r),
-                false => row += &a.slice(s![w[0]..w[1], ..]).sum_axis(Axis(0)),
+        match a.as_slice() {
+            // `sum_axis` adds the rows one after the other, from zero; here
+            // over the rows' slices, without a temporary per segment: the same bits
+            Some(rows) if a.ncols() > 0 => {
+                let n = a.ncols();
+                for (sum, w) in rows_of(&mut out).zip(self.offsets.windows(2)) {
+                    for r in rows[w[0] * n..w[1] * n].chunks_exact(n) {
+                        sum.iter_mut().zip(r).for_each(|(s, &v)| *s += v);
+                    }
+                }
+            }
+            _ => {
+                for (s, w) in self.offsets.windows(2).enumerate() {
+                    let mut row = out.row_mut(s);
+                    row += &a.slice(s![w[0]..w[1], ..]).sum_axis(Axis(0));
+                }
             }
         }
         out
