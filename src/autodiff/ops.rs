@@ -771,10 +771,10 @@ impl<T: Scalar> Op<T> for SegmentSum {
         match a.as_slice() {
             // `sum_axis` adds the rows one after the other, from zero; here
             // over the rows' slices, without a temporary per segment: the same bits
-            Some(rows) if a.ncols() > 0 => {
+            Some(values) if a.ncols() > 0 => {
                 let n = a.ncols();
                 for (sum, w) in rows_of(&mut out).zip(self.offsets.windows(2)) {
-                    for r in rows[w[0] * n..w[1] * n].chunks_exact(n) {
+                    for r in values[w[0] * n..w[1] * n].chunks_exact(n) {
                         sum.iter_mut().zip(r).for_each(|(s, &v)| *s += v);
                     }
                 }
