@@ -928,6 +928,15 @@ mod tests {
         });
     }
 
+    /// `x` stored column by column: `column_major(&x).t()` is `x`, each of
+    /// its columns contiguous. (`x.t().to_owned()` keeps `x`'s memory order,
+    /// so its `.t()` is row-major again.)
+    fn column_major(x: &Array2<f32>) -> Array2<f32> {
+        let t = x.t().as_standard_layout().into_owned();
+        assert!(x.nrows() < 2 || t.t().strides()[0] == 1, "column-major");
+        t
+    }
+
     #[test]
     fn kernel_matches_a_reference_and_ignores_row_grouping() {
         let kernels = f32_kernels();
@@ -980,7 +989,7 @@ mod tests {
             (140, 256, 21),
         ] {
             let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 31 + j * 17) % 13) as f32 * 0.37 - 2.0);
-            let a_t = a.t().to_owned(); // the same matrix read column-major: a_t.t()
+            let a_t = column_major(&a); // the same matrix read column-major: a_t.t()
             for b in [
                 Array2::from_shape_fn((k, n), |(i, j)| ((i * 7 + j * 11) % 17) as f32 * 0.11 - 0.9),
                 shifted(k, n),
@@ -1002,7 +1011,7 @@ mod tests {
                         &format!("{m}x{k}x{n}, column-major a"),
                     );
                     // a column-major `b` (an input gradient's `Wᵀ`) is packed: the same bits
-                    let b_t = b.t().to_owned();
+                    let b_t = column_major(&b);
                     let mut out_bt = Array2::from_elem((m, n), f32::NAN);
                     kernel(a.view(), b_t.t(), out_bt.view_mut());
                     assert!(bits(out.view(), out_bt.view()), "{m}x{k}x{n}: column-major `b`");
@@ -1030,7 +1039,7 @@ mod tests {
         let a = Array2::from_shape_fn((40, 24), |(i, j)| ((i * 31 + j * 17) % 13) as f32 * 0.37 - 2.0);
         for n in [1, 5, 15, 16, 33] {
             let b = Array2::from_shape_fn((24, n), |(i, j)| ((i * 7 + j * 11) % 17) as f32 * 0.11 - 0.9);
-            let b_t = b.t().to_owned();
+            let b_t = column_major(&b);
             let want = reference(a.view(), b.view());
             close(&dot(a.view(), b.view()), &want, 24, &format!("n = {n}"));
             // a transposed `b`, as in an input gradient `g · wᵀ`
@@ -1041,7 +1050,7 @@ mod tests {
                 "n = {n}"
             );
             // `aᵀ · g` as in a weight gradient (narrow: as `(gᵀ · a)ᵀ`)
-            let a_t = a.t().to_owned();
+            let a_t = column_major(&a);
             close(&dot(a_t.t(), b.view()), &want, 24, &format!("n = {n}, column-major a"));
         }
         let empty = dot(
