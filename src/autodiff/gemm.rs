@@ -283,7 +283,19 @@ unsafe fn tiles(a: Strided, b: Strided, out: &mut [f32], m: usize, k: usize, n: 
                             *row = *src;
                         }
                     }
-                    // column by column from a transposed one, or the last strip
+                    // 8x8 blocks transposed in registers from a transposed one
+                    // (columns contiguous), whole blocks of 8 rows
+                    (_, NR) if b.rs == 1 => {
+                        // SAFETY: columns j..j+16 of `b`, rows p0..p0+kc, exist, each contiguous.
+                        let done = unsafe { transposed_strip(b, p0, j, strip) };
+                        for (p, row) in strip.chunks_exact_mut(NR).enumerate().skip(done) {
+                            for (c, v) in row.iter_mut().enumerate() {
+                                // SAFETY: (p0 + p, j + c) is an entry of `b`.
+                                *v = unsafe { b.at(p0 + p, j + c) };
+                            }
+                        }
+                    }
+                    // entry by entry otherwise, and the last strip
                     _ => {
                         for (p, row) in strip.chunks_exact_mut(NR).enumerate() {
                             for (c, v) in row.iter_mut().enumerate() {
@@ -337,6 +349,54 @@ unsafe fn tiles(a: Strided, b: Strided, out: &mut [f32], m: usize, k: usize, n: 
         }
     }
     PACKED.set(packed);
+}
+
+/// Copies rows `p0..p0 + strip.len() / 16` of columns `j..j + 16` of a `b`
+/// whose columns are contiguous (`b.rs == 1`: the `Wᵀ` of an input gradient)
+/// into `strip`, 16 entries a row, by 8x8 blocks transposed in registers: 16
+/// loads and stores a block of 8 rows where entry by entry takes 128 of each.
+/// Returns the rows copied, a multiple of 8; the caller copies the rest.
+///
+/// # Safety
+/// The CPU has AVX2; `b` has those rows and columns.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn transposed_strip(b: Strided, p0: usize, j: usize, strip: &mut [f32]) -> usize {
+    use std::arch::x86_64::*;
+    let rows = strip.len() / NR / 8 * 8;
+    for p in (0..rows).step_by(8) {
+        for half in 0..2 {
+            // SAFETY: column j + 8 half + c of `b` holds rows p0 + p..p0 + p + 8, contiguous.
+            let col = |c: usize| unsafe { _mm256_loadu_ps(b.ptr.add((j + 8 * half + c) * b.cs + p0 + p)) };
+            let (c0, c1, c2, c3) = (col(0), col(1), col(2), col(3));
+            let (c4, c5, c6, c7) = (col(4), col(5), col(6), col(7));
+            let (t0, t1) = (_mm256_unpacklo_ps(c0, c1), _mm256_unpackhi_ps(c0, c1));
+            let (t2, t3) = (_mm256_unpacklo_ps(c2, c3), _mm256_unpackhi_ps(c2, c3));
+            let (t4, t5) = (_mm256_unpacklo_ps(c4, c5), _mm256_unpackhi_ps(c4, c5));
+            let (t6, t7) = (_mm256_unpacklo_ps(c6, c7), _mm256_unpackhi_ps(c6, c7));
+            let (u0, u1) = (_mm256_shuffle_ps::<0x44>(t0, t2), _mm256_shuffle_ps::<0xEE>(t0, t2));
+            let (u2, u3) = (_mm256_shuffle_ps::<0x44>(t1, t3), _mm256_shuffle_ps::<0xEE>(t1, t3));
+            let (u4, u5) = (_mm256_shuffle_ps::<0x44>(t4, t6), _mm256_shuffle_ps::<0xEE>(t4, t6));
+            let (u6, u7) = (_mm256_shuffle_ps::<0x44>(t5, t7), _mm256_shuffle_ps::<0xEE>(t5, t7));
+            // row q of the block: entry q of each of the 8 columns
+            let block = [
+                _mm256_permute2f128_ps::<0x20>(u0, u4),
+                _mm256_permute2f128_ps::<0x20>(u1, u5),
+                _mm256_permute2f128_ps::<0x20>(u2, u6),
+                _mm256_permute2f128_ps::<0x20>(u3, u7),
+                _mm256_permute2f128_ps::<0x31>(u0, u4),
+                _mm256_permute2f128_ps::<0x31>(u1, u5),
+                _mm256_permute2f128_ps::<0x31>(u2, u6),
+                _mm256_permute2f128_ps::<0x31>(u3, u7),
+            ];
+            for (q, row) in block.into_iter().enumerate() {
+                let at = &mut strip[(p + q) * NR + 8 * half..][..8];
+                // SAFETY: `at` holds 8 entries.
+                unsafe { _mm256_storeu_ps(at.as_mut_ptr(), row) };
+            }
+        }
+    }
+    rows
 }
 
 /// The tiles of one block of rows (`rows`, at most [`MC`]) over one group of
