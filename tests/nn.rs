@@ -144,6 +144,26 @@ fn non_finite_gradient_is_refused_without_touching_weights() {
 }
 
 #[test]
+fn a_weight_the_update_makes_non_finite_is_an_error_naming_it() {
+    let mut store = ParamStore::<f32>::new();
+    store.add("fine", "net", Array2::from_elem((1, 3), 1.0));
+    store.add("huge", "net", ndarray::array![[1.0, f32::MAX, 2.0]]);
+    let mut opt = Adam::new(AdamKind::Adam, vec![GroupConfig::new("net", 1e37)], &store).unwrap();
+    // a step of about 1e37 upward on each entry: f32::MAX overflows to infinity
+    let mut grads = vec![Array2::from_elem((1, 3), -1.0), Array2::from_elem((1, 3), -1.0)];
+    match opt.step(&mut store, &mut grads) {
+        Err(Error::Numeric(msg)) => assert!(msg.contains("`huge`"), "{msg}"),
+        other => panic!("expected a numeric error, got {other:?}"),
+    }
+    // the same step from finite room is fine
+    let mut store = ParamStore::<f32>::new();
+    store.add("fine", "net", Array2::from_elem((1, 3), 1.0));
+    let mut opt = Adam::new(AdamKind::Adam, vec![GroupConfig::new("net", 1e37)], &store).unwrap();
+    let mut grads = vec![Array2::from_elem((1, 3), -1.0)];
+    assert!(opt.step(&mut store, &mut grads).is_ok());
+}
+
+#[test]
 fn schedules() {
     assert_eq!(Schedule::Constant.factor(1000), 1.0);
     let w = Schedule::Warmup { warmup: 10 };

@@ -112,16 +112,6 @@ impl<T: Scalar> ParamStore<T> {
                 .collect(),
         }
     }
-
-    /// Whether every entry of every parameter is finite.
-    pub fn all_finite(&self) -> bool {
-        // `&` rather than a short-circuit, so that the scan vectorizes
-        let finite = |x: &[T]| crate::scalar::wide(|| x.iter().fold(true, |ok, x| ok & x.is_finite()));
-        self.params.iter().all(|p| match p.value.as_slice() {
-            Some(x) => finite(x),
-            None => p.value.iter().all(|x| x.is_finite()),
-        })
-    }
 }
 
 /// The tape variables of a [`ParamStore`] bound by [`ParamStore::bind`].

@@ -243,12 +243,6 @@ impl<E: Environment, R: LogReward<E::State>> Trainer<E, R> {
             states,
             flops,
         };
-        if !self.store.all_finite() {
-            return Err(Error::Numeric(format!(
-                "step {}: a parameter became non-finite",
-                self.step
-            )));
-        }
         let n = out.residuals.len() as f64;
         let residual_mean = out.residuals.iter().sum::<f64>() / n;
         let residual_std = (out.residuals.iter().map(|r| (r - residual_mean).powi(2)).sum::<f64>() / n).sqrt();
