@@ -355,8 +355,8 @@ fn gradcheck_catches_a_wrong_derivative() {
         fn forward(&self, xs: &[&Array2<f64>]) -> Array2<f64> {
             xs[0].mapv(|v| v * v)
         }
-        fn backward(&self, xs: &[&Array2<f64>], _: &Array2<f64>, g: &Array2<f64>) -> Vec<Option<Array2<f64>>> {
-            vec![Some(g * &xs[0].mapv(|v| 4.0 * v))]
+        fn backward(&self, xs: &[&Array2<f64>], _: &Array2<f64>, g: &mut Array2<f64>) -> Vec<Option<Array2<f64>>> {
+            vec![Some(&*g * &xs[0].mapv(|v| 4.0 * v))]
         }
     }
     let r = gradcheck(&[ndarray::array![[0.7, -1.1]]], 1e-6, |t, v| {

@@ -8,7 +8,6 @@
 use ndarray::{Array2, ArrayViewMut2, Zip};
 use serde::{Deserialize, Serialize};
 
-use super::pool;
 use crate::scalar::wide;
 use crate::Scalar;
 
@@ -64,37 +63,28 @@ impl Activation {
         }
     }
 
-    /// `g * f'(x)` from the output `y = f(x)`, into a pooled array; with
-    /// `sums`, each row of it is also added into `sums` as it is made (an
-    /// affine layer's bias gradient: the column sums, from the first row down).
-    pub fn backprop<T: Scalar>(self, y: &Array2<T>, g: &Array2<T>, sums: Option<&mut [T]>) -> Array2<T> {
-        fn each<T: Scalar>(
-            y: &Array2<T>,
-            g: &Array2<T>,
-            mut sums: Option<&mut [T]>,
-            df: impl Fn(T, T) -> T,
-        ) -> Array2<T> {
-            let mut d = pool::scratch(g.dim());
+    /// `g * f'(x)` from the output `y = f(x)`, in place of `g`; with `sums`,
+    /// each row of it is also added into `sums` as it is made (an affine
+    /// layer's bias gradient: the column sums, from the first row down).
+    pub fn backprop<T: Scalar>(self, y: &Array2<T>, g: &mut Array2<T>, sums: Option<&mut [T]>) {
+        fn each<T: Scalar>(y: &Array2<T>, g: &mut Array2<T>, mut sums: Option<&mut [T]>, df: impl Fn(T, T) -> T) {
             let n = g.ncols().max(1);
-            match (d.as_slice_mut(), y.as_slice(), g.as_slice()) {
-                (Some(d), Some(y), Some(g)) => wide(|| {
-                    for ((d, y), g) in d.chunks_exact_mut(n).zip(y.chunks_exact(n)).zip(g.chunks_exact(n)) {
-                        d.iter_mut()
-                            .zip(y.iter().zip(g))
-                            .for_each(|(d, (&y, &g))| *d = df(y, g));
+            match (y.as_slice(), g.as_slice_mut()) {
+                (Some(y), Some(g)) => wide(|| {
+                    for (g, y) in g.chunks_exact_mut(n).zip(y.chunks_exact(n)) {
+                        g.iter_mut().zip(y).for_each(|(g, &y)| *g = df(y, *g));
                         if let Some(s) = sums.as_deref_mut() {
-                            s.iter_mut().zip(d.iter()).for_each(|(s, &d)| *s += d);
+                            s.iter_mut().zip(g.iter()).for_each(|(s, &d)| *s += d);
                         }
                     }
                 }),
                 _ => {
-                    Zip::from(&mut d).and(y).and(g).for_each(|d, &y, &g| *d = df(y, g));
+                    Zip::from(&mut *g).and(y).for_each(|g, &y| *g = df(y, *g));
                     if let Some(s) = sums {
-                        super::ops::add_column_sums(s, &d);
+                        super::ops::add_column_sums(s, g);
                     }
                 }
             }
-            d
         }
         match self {
             Activation::Relu => each(y, g, sums, |y, g| if y > T::zero() { g } else { T::zero() }),
@@ -147,10 +137,30 @@ mod tests {
         let g = Array2::from_shape_fn((33, 40), |(i, j)| {
             ((i * 7 + j) % 13) as f32 * 10f32.powi(i as i32 % 4 - 2)
         });
+        let backprop = |act: Activation, g: &Array2<f32>, sums: Option<&mut [f32]>| {
+            let mut d = g.clone();
+            act.backprop(&y, &mut d, sums);
+            d
+        };
         for act in ALL {
             let mut sums = vec![0f32; 40];
-            let d = act.backprop(&y, &g, Some(&mut sums));
-            assert_eq!(d, act.backprop(&y, &g, None));
+            let d = backprop(act, &g, Some(&mut sums));
+            assert_eq!(d, backprop(act, &g, None));
+            // the derivative itself, entry by entry
+            for ((&d, &y), &g) in d.iter().zip(&y).zip(&g) {
+                let want = match act {
+                    Activation::Relu => {
+                        if y > 0.0 {
+                            g
+                        } else {
+                            0.0
+                        }
+                    }
+                    Activation::LeakyRelu(k) => g * if y > 0.0 { 1.0 } else { k as f32 },
+                    Activation::Tanh => g * (1.0 - y * y),
+                };
+                assert_eq!(d.to_bits(), want.to_bits(), "{act:?} at y = {y}, g = {g}");
+            }
             let want = d.sum_axis(ndarray::Axis(0));
             assert!(
                 sums.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
@@ -160,7 +170,7 @@ mod tests {
             let mut gf = Array2::zeros(g.raw_dim().f());
             gf.assign(&g);
             let mut sums_f = vec![0f32; 40];
-            let df = act.backprop(&y, &gf, Some(&mut sums_f));
+            let df = backprop(act, &gf, Some(&mut sums_f));
             assert_eq!(df, d);
             assert!(
                 sums_f.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),

@@ -3,7 +3,9 @@
 //! `backward` receives the op's inputs, its output and the gradient of the
 //! loss with respect to that output, and returns one gradient per input
 //! (`None` where an input gets none). Each backward is written with the same
-//! array primitives as its forward.
+//! array primitives as its forward. The output's gradient is the op's to
+//! overwrite: the tape reads it no more (a layer's activation derivative is
+//! applied in its place).
 
 use ndarray::{concatenate, s, Array2, ArrayView2, ArrayViewMut2, Axis, Zip};
 
@@ -18,7 +20,9 @@ use crate::Scalar;
 pub trait Op<T: Scalar> {
     fn name(&self) -> &'static str;
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T>;
-    fn backward(&self, xs: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>>;
+    /// One gradient per input, from the gradient `g` of the output `out`.
+    /// `g` may be overwritten (or taken): the tape does not read it again.
+    fn backward(&self, xs: &[&Array2<T>], out: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>>;
     /// `false` for ops whose output carries no gradient back.
     fn differentiable(&self) -> bool {
         true
@@ -82,7 +86,7 @@ impl<T: Scalar> Op<T> for MatMul {
         );
         gemm::dot(a.view(), b.view())
     }
-    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
         let (a, b) = (xs[0], xs[1]);
         vec![Some(gemm::dot(g.view(), b.t())), Some(gemm::dot(a.t(), g.view()))]
     }
@@ -116,7 +120,7 @@ impl<T: Scalar> Op<T> for SparseMatMul {
             }
         }
     }
-    fn backward(&self, _: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+    fn backward(&self, _: &[&Array2<T>], _: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
         vec![Some(self.x.t_matmul(g, self.at.as_deref()))]
     }
 }
@@ -136,7 +140,7 @@ impl<T: Scalar> Op<T> for Affine {
         bias_then("affine", self.0, y.view_mut(), xs[2]);
         y
     }
-    fn backward(&self, xs: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+    fn backward(&self, xs: &[&Array2<T>], out: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
         through(self.0, out, g, |g| MatMul.backward(&xs[..2], out, g))
     }
 }
@@ -168,7 +172,7 @@ impl<T: Scalar> Op<T> for SparseAffine {
         bias_then("sparse_affine", self.1, y.view_mut(), xs[1]);
         y
     }
-    fn backward(&self, xs: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+    fn backward(&self, xs: &[&Array2<T>], out: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
         through(self.1, out, g, |g| self.0.backward(&xs[..1], out, g))
     }
 }
@@ -190,28 +194,23 @@ impl SparseAffine {
 }
 
 /// The gradients of an affine layer whose output `out` received `g`: `g`
-/// back through the activation, then the product's gradients (`product`)
-/// and the bias's (column sums, added up in the activation's pass).
+/// back through the activation (in its own place), then the product's
+/// gradients (`product`) and the bias's (column sums, added up in the
+/// activation's pass).
 fn through<T: Scalar>(
     act: Option<Activation>,
     out: &Array2<T>,
-    g: &Array2<T>,
-    product: impl Fn(&Array2<T>) -> Vec<Option<Array2<T>>>,
+    g: &mut Array2<T>,
+    product: impl Fn(&mut Array2<T>) -> Vec<Option<Array2<T>>>,
 ) -> Vec<Option<Array2<T>>> {
     let mut bias = Array2::zeros((1, g.ncols()));
     let sums = bias.as_slice_mut().expect("a new row");
-    let pre = match act {
-        Some(act) => Some(act.backprop(out, g, Some(sums))),
-        None => {
-            add_column_sums(sums, g);
-            None
-        }
-    };
-    let mut grads = product(pre.as_ref().unwrap_or(g));
-    grads.push(Some(bias));
-    if let Some(pre) = pre {
-        pool::give(pre);
+    match act {
+        Some(act) => act.backprop(out, g, Some(sums)),
+        None => add_column_sums(sums, g),
     }
+    let mut grads = product(g);
+    grads.push(Some(bias));
     grads
 }
 
@@ -268,7 +267,7 @@ impl<T: Scalar> Op<T> for Add {
             });
         out
     }
-    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
         vec![Some(sum_to(g, xs[0].dim())), Some(sum_to(g, xs[1].dim()))]
     }
 }
@@ -283,7 +282,7 @@ impl<T: Scalar> Op<T> for Sub {
         let shape = broadcast_shape("sub", xs[0].dim(), xs[1].dim());
         &bcast(xs[0], shape) - &bcast(xs[1], shape)
     }
-    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
         vec![Some(sum_to(g, xs[0].dim())), Some(sum_to(&g.mapv(|v| -v), xs[1].dim()))]
     }
 }
@@ -298,12 +297,12 @@ impl<T: Scalar> Op<T> for Mul {
         let shape = broadcast_shape("mul", xs[0].dim(), xs[1].dim());
         &bcast(xs[0], shape) * &bcast(xs[1], shape)
     }
-    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
         let shape = g.dim();
         let (a, b) = (bcast(xs[0], shape), bcast(xs[1], shape));
         vec![
-            Some(sum_to(&(g * &b), xs[0].dim())),
-            Some(sum_to(&(g * &a), xs[1].dim())),
+            Some(sum_to(&(&*g * &b), xs[0].dim())),
+            Some(sum_to(&(&*g * &a), xs[1].dim())),
         ]
     }
 }
@@ -319,8 +318,8 @@ impl<T: Scalar> Op<T> for Scale {
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
         xs[0] * t::<T>(self.0)
     }
-    fn backward(&self, _: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
-        vec![Some(g * t::<T>(self.0))]
+    fn backward(&self, _: &[&Array2<T>], _: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
+        vec![Some(&*g * t::<T>(self.0))]
     }
 }
 
@@ -333,7 +332,7 @@ impl<T: Scalar> Op<T> for AddScalar {
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
         xs[0] + t::<T>(self.0)
     }
-    fn backward(&self, _: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+    fn backward(&self, _: &[&Array2<T>], _: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
         vec![Some(g.clone())]
     }
 }
@@ -349,8 +348,8 @@ impl<T: Scalar> Op<T> for Exp {
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
         xs[0].mapv(T::exp)
     }
-    fn backward(&self, _: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
-        vec![Some(g * out)]
+    fn backward(&self, _: &[&Array2<T>], out: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
+        vec![Some(&*g * out)]
     }
 }
 
@@ -363,8 +362,8 @@ impl<T: Scalar> Op<T> for Log {
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
         xs[0].mapv(T::ln)
     }
-    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
-        vec![Some(g / xs[0])]
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
+        vec![Some(&*g / xs[0])]
     }
 }
 
@@ -377,8 +376,8 @@ impl<T: Scalar> Op<T> for Square {
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
         xs[0].mapv(|v| v * v)
     }
-    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
-        vec![Some(g * &xs[0].mapv(|v| v + v))]
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
+        vec![Some(&*g * &xs[0].mapv(|v| v + v))]
     }
 }
 
@@ -393,8 +392,9 @@ impl<T: Scalar> Op<T> for Activate {
         Activation::bias_then(Some(self.0), y.view_mut(), None);
         y
     }
-    fn backward(&self, _: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
-        vec![Some(self.0.backprop(out, g, None))]
+    fn backward(&self, _: &[&Array2<T>], out: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
+        self.0.backprop(out, g, None);
+        vec![Some(std::mem::take(g))]
     }
 }
 
@@ -417,7 +417,7 @@ impl<T: Scalar> Op<T> for Sum {
             }
         }
     }
-    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
         vec![Some(bcast(g, xs[0].dim()).to_owned())]
     }
 }
@@ -442,7 +442,7 @@ impl<T: Scalar> Op<T> for LogSumExp {
             })
             .insert_axis(Axis(self.axis))
     }
-    fn backward(&self, xs: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+    fn backward(&self, xs: &[&Array2<T>], out: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
         let shape = xs[0].dim();
         let mut d = Array2::zeros(shape);
         Zip::from(&mut d)
@@ -485,7 +485,7 @@ impl<T: Scalar> Op<T> for MaskedLogSoftmax {
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
         masked_log_softmax("masked_log_softmax", xs[0], &self.mask, self.lse.as_deref())
     }
-    fn backward(&self, _: &[&Array2<T>], out: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+    fn backward(&self, _: &[&Array2<T>], out: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
         // the probabilities, then in their place the gradient
         let mut d = probabilities(out);
         let (g, mask) = (g.as_standard_layout(), self.mask.as_standard_layout());
@@ -615,7 +615,7 @@ impl<T: Scalar> Op<T> for Entropy {
         pool::give(p);
         h
     }
-    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
         // the probabilities, as in the forward pass, then in their place the gradient
         let mut d = probabilities(xs[0]);
         let log_p = xs[0].as_standard_layout();
@@ -659,7 +659,7 @@ impl<T: Scalar> Op<T> for Gather {
             a[[i, j]]
         })
     }
-    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
         let mut d = pool::zeros(xs[0].dim());
         for (i, &j) in self.index.iter().enumerate() {
             d[[i, j]] = g[[i, 0]];
@@ -694,7 +694,7 @@ impl<T: Scalar> Op<T> for IndexSelect {
         }
         y
     }
-    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
         let mut d = pool::zeros(xs[0].dim());
         let n = d.ncols().max(1);
         match (d.as_slice_mut(), g.as_slice()) {
@@ -729,7 +729,7 @@ impl<T: Scalar> Op<T> for Concat {
             panic!("concat: shapes {shapes:?} do not line up along axis {}", self.axis)
         })
     }
-    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
         let mut at = 0;
         xs.iter()
             .map(|x| {
@@ -788,7 +788,7 @@ impl<T: Scalar> Op<T> for SegmentSum {
         }
         out
     }
-    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
         let mut d = Array2::zeros(xs[0].dim());
         for (s, w) in self.offsets.windows(2).enumerate() {
             d.slice_mut(s![w[0]..w[1], ..]).assign(&g.row(s));
@@ -817,7 +817,7 @@ impl<T: Scalar> Op<T> for SegmentCumsum {
         }
         out
     }
-    fn backward(&self, _: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+    fn backward(&self, _: &[&Array2<T>], _: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
         let mut d = g.clone();
         for w in self.offsets.windows(2) {
             for r in (w[0]..w[1].saturating_sub(1)).rev() {

@@ -125,6 +125,8 @@ impl<T: Scalar> Tape<T> {
     }
 
     /// Reverse pass from the scalar `loss`: one walk over the arena in reverse.
+    /// Returns the leaves' gradients; each op's output gradient is handed to
+    /// its backward to overwrite, and is gone afterwards.
     ///
     /// Panics if `loss` is not `[1, 1]`.
     pub fn backward(&self, loss: Var) -> Gradients<T> {
@@ -137,8 +139,10 @@ impl<T: Scalar> Tape<T> {
         for i in (0..=loss.0).rev() {
             let node = &self.nodes[i];
             let Some(op) = &node.op else { continue };
-            let Some(g) = grads[i].as_ref() else { continue };
-            let input_grads = self.with_values(&node.inputs, |xs| op.backward(xs, &self.values[i], g));
+            // an interior node's gradient is the op's to overwrite, then the pool's
+            let Some(mut g) = grads[i].take() else { continue };
+            let input_grads = self.with_values(&node.inputs, |xs| op.backward(xs, &self.values[i], &mut g));
+            super::pool::give(g);
             debug_assert_eq!(
                 input_grads.len(),
                 node.inputs.len(),
@@ -331,7 +335,8 @@ impl<T: Scalar> Drop for Gradients<T> {
 }
 
 impl<T: Scalar> Gradients<T> {
-    /// The gradient of `v`, or `None` if the loss does not depend on it.
+    /// The gradient of the leaf `v`, or `None` if the loss does not depend
+    /// on it (or `v` is not a leaf: see [`Tape::backward`]).
     pub fn get(&self, v: Var) -> Option<&Array2<T>> {
         self.grads.get(v.0).and_then(|g| g.as_ref())
     }

@@ -202,9 +202,9 @@ impl<T: Scalar> Op<T> for Regression {
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T> {
         xs[0].mapv(|t| T::from_f64(self.loss.value(t.to_f64())))
     }
-    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &Array2<T>) -> Vec<Option<Array2<T>>> {
+    fn backward(&self, xs: &[&Array2<T>], _: &Array2<T>, g: &mut Array2<T>) -> Vec<Option<Array2<T>>> {
         let d = xs[0].mapv(|t| T::from_f64(self.loss.deriv(t.to_f64().max(-self.clip).min(self.clip))));
-        vec![Some(g * &d)]
+        vec![Some(&*g * &d)]
     }
 }
 
