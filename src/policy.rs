@@ -552,7 +552,7 @@ impl Policy {
     /// The objective's [`Terms`] for a batch of trajectories, in one batched
     /// pass over all their states (`log_r` is `log R(x)` per trajectory).
     pub fn terms<T: Scalar, S>(&self, tape: &mut Tape<T>, p: &Bound, traj: &Trajectories<S>, log_r: &[f64]) -> Terms {
-        let heads = self.forward(tape, p, Arc::new(traj.features.clone()));
+        let heads = self.forward(tape, p, traj.features.clone());
         self.terms_of(tape, p, traj, log_r, heads, None, [None, None])
     }
 
@@ -572,7 +572,7 @@ impl Policy {
         mut acts: Activations,
     ) -> Terms {
         let (order, lse) = (acts.order.clone(), [acts.lse.take(), acts.pb_lse.take()]);
-        let heads = self.forward_recorded(tape, p, Arc::new(traj.features.clone()), acts);
+        let heads = self.forward_recorded(tape, p, traj.features.clone(), acts);
         self.terms_of(tape, p, traj, log_r, heads, order.as_deref(), lse)
     }
 

@@ -214,7 +214,7 @@ pub(crate) fn in_trajectory_order<E: Environment>(
     }
     let mut t = Trajectories {
         offsets,
-        features,
+        features: std::sync::Arc::new(features),
         forward_masks: Array2::from_shape_vec((rows, a_n), forward_masks).expect("a mask row per row"),
         actions,
         backward_masks: Array2::from_shape_vec((rows, b_n), backward_masks).expect("a mask row per row"),

@@ -5,6 +5,8 @@
 //! `(seed, n)`, so results do not depend on batching or threads, and the
 //! sampler's whole random state is one counter.
 
+use std::sync::Arc;
+
 use ndarray::Array2;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
@@ -61,8 +63,9 @@ impl Exploration {
 pub struct Trajectories<S> {
     /// `B + 1` rising offsets.
     pub offsets: Vec<usize>,
-    /// `[T, feature_dim]` sparse: features of each transition's source state `s_k`.
-    pub features: Csr,
+    /// `[T, feature_dim]` sparse: features of each transition's source state
+    /// `s_k` (shared with the training pass's tape, which reads them too).
+    pub features: Arc<Csr>,
     /// `[T, n_actions]`: valid forward actions at `s_k`.
     pub forward_masks: Array2<bool>,
     /// `[T]`: the forward action taken at `s_k`.
@@ -102,7 +105,7 @@ impl<S> Trajectories<S> {
     pub fn append(&mut self, other: Trajectories<S>) {
         let base = self.n_transitions();
         self.offsets.extend(other.offsets[1..].iter().map(|o| o + base));
-        self.features.append(&other.features);
+        Arc::make_mut(&mut self.features).append(&other.features);
         self.forward_masks
             .append(ndarray::Axis(0), other.forward_masks.view())
             .expect("same action count");
