@@ -461,7 +461,9 @@ fn masked_log_softmax_forward_backward_gather() {
         // backward with a dense upstream gradient
         let gup = randn(&mut rng, rows * cols, 1.0);
         let g64 = Array2::from_shape_fn((rows, cols), |(i, j)| gup[i * cols + j] as f64);
-        let want_d = Op::<f64>::backward(&op, &[&x64], &want, &mut g64.clone())[0].clone().unwrap();
+        let want_d = Op::<f64>::backward(&op, &[&x64], &want, &mut g64.clone())[0]
+            .clone()
+            .unwrap();
         let mut d = poisoned(rows * cols);
         g.log_softmax_backward(rows, cols, &out, &dm, &Buf::from_slice(&gup).unwrap(), &mut d)
             .unwrap();
@@ -495,8 +497,12 @@ fn masked_log_softmax_forward_backward_gather() {
         );
         assert!(e < 1e-5, "gather {rows}x{cols}: {e:e}");
         let c64 = Array2::from_shape_fn((rows, 1), |(i, _)| coef[i] as f64);
-        let g_lp = Op::<f64>::backward(&gat, &[&want], &want_p, &mut c64.clone())[0].clone().unwrap();
-        let want_fused = Op::<f64>::backward(&op, &[&x64], &want, &mut g_lp.clone())[0].clone().unwrap();
+        let g_lp = Op::<f64>::backward(&gat, &[&want], &want_p, &mut c64.clone())[0]
+            .clone()
+            .unwrap();
+        let want_fused = Op::<f64>::backward(&op, &[&x64], &want, &mut g_lp.clone())[0]
+            .clone()
+            .unwrap();
         let mut d = poisoned(rows * cols);
         g.log_softmax_gather_backward(rows, cols, &out, &dm, &da, &Buf::from_slice(&coef).unwrap(), &mut d)
             .unwrap();
