@@ -951,6 +951,31 @@ mod tests {
             let fresh = dot(a.view(), b.clone().view());
             assert!(bits(got.view(), fresh.view()), "round {round}: a fresh copy of b");
         }
+        // a column-major `b` changed in place (its entries compared one by one)
+        let mut bt = column_major(&b);
+        for round in 0..4 {
+            bt[[round, round * 9]] -= 0.5;
+            let got = dot(a.view(), bt.t());
+            close(
+                &got,
+                &reference(a.view(), bt.t()),
+                40,
+                &format!("column-major, round {round}"),
+            );
+        }
+        // two kept `b`s in turn: a hit on one that is not the most recent
+        let b2 = b.mapv(|x| 0.5 - x);
+        for round in 0..3 {
+            for (name, bx) in [("b", &b), ("b2", &b2)] {
+                let got = dot(a.view(), bx.view());
+                close(
+                    &got,
+                    &reference(a.view(), bx.view()),
+                    40,
+                    &format!("{name}, turn {round}"),
+                );
+            }
+        }
         // back to the first entries: the first bits again
         let mut b0 = Array2::from_shape_fn((40, 5), |(p, j)| ((p * 5 + j) % 13) as f32 * 0.07 - 0.4);
         assert!(bits(dot(a.view(), b0.view()).view(), first.view()));
@@ -1047,6 +1072,9 @@ mod tests {
             (1, 256, 21),
             (40, 256, 21),
             (140, 256, 21),
+            // more than one group of 256 columns, packed and read in place
+            (140, 40, 300),
+            (20, 300, 270),
         ] {
             let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 31 + j * 17) % 13) as f32 * 0.37 - 2.0);
             let a_t = column_major(&a); // the same matrix read column-major: a_t.t()

@@ -835,6 +835,37 @@ mod tests {
     use ndarray::ShapeBuilder;
 
     #[test]
+    fn masked_log_softmax_backward_ignores_the_gradient_of_masked_entries() {
+        // on a tape, masked entries' gradients arrive as zeros; here they do
+        // not, and must neither pass through nor enter the valid entries' sum
+        let x = Array2::from_shape_fn((4, 7), |(i, j)| ((i * 5 + j * 3) % 11) as f64 * 0.3 - 1.2);
+        let mask = Array2::from_shape_fn((4, 7), |(i, j)| (i + 2 * j) % 3 != 0);
+        let op = MaskedLogSoftmax {
+            mask: mask.clone(),
+            lse: None,
+        };
+        let out = Op::<f64>::forward(&op, &[&x]);
+        let g0 = Array2::from_shape_fn((4, 7), |(i, j)| 1.0 + (i * 7 + j) as f64 * 0.25);
+        let d = Op::<f64>::backward(&op, &[&x], &out, &mut g0.clone())[0]
+            .clone()
+            .unwrap();
+        for i in 0..4 {
+            let total: f64 = (0..7).filter(|&j| mask[[i, j]]).map(|j| g0[[i, j]]).sum();
+            for j in 0..7 {
+                let want = match mask[[i, j]] {
+                    true => g0[[i, j]] - out[[i, j]].exp() * total,
+                    false => 0.0,
+                };
+                assert!(
+                    (d[[i, j]] - want).abs() < 1e-12,
+                    "({i}, {j}): {} against {want}",
+                    d[[i, j]]
+                );
+            }
+        }
+    }
+
+    #[test]
     fn column_sums_add_the_rows_in_order_as_sum_axis_does() {
         // magnitudes far apart, so that another order of the additions would round differently
         let g = Array2::from_shape_fn((37, 19), |(i, j)| {

@@ -587,6 +587,13 @@ mod tests {
         // a column repeated within a row: its terms keep their order
         x.push_row([(3, 0.5), (7, 1.5), (3, -2.25)]);
         let y = x.matmul(&w);
+        // into an output holding other values (an empty row included): every entry written
+        let mut into = Array2::from_elem(y.dim(), f32::NAN);
+        x.matmul_into(&w, None, into.view_mut());
+        assert!(
+            into.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "matmul_into over old values"
+        );
         for r in 0..x.nrows() {
             let mut want = vec![0f32; 37];
             let (c, v) = x.row(r);

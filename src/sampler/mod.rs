@@ -578,3 +578,35 @@ pub fn uniform_log_pb<S>(traj: &Trajectories<S>) -> Vec<f32> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choose_returns_the_log_sum_exp_that_row_logsumexp_computes_bit_for_bit() {
+        let mut rng = rng::keyed(7, 0, 0);
+        for n in [1, 3, 4, 5, 8, 9, 21, 33] {
+            for round in 0..20 {
+                let logits: Vec<f32> = (0..n).map(|_| rng.gen_range(-30.0f32..30.0)).collect();
+                let mut mask: Vec<bool> = (0..n).map(|_| rng.gen_bool(0.7)).collect();
+                mask[round % n] = true;
+                let mut probs = vec![0f64; n];
+                let explore = Exploration {
+                    temperature: 1.0,
+                    epsilon: 0.1 * (round % 3) as f64,
+                };
+                let (a, lse) = choose(&logits, &mask, explore, &mut probs, &mut rng);
+                assert!(mask[a], "n = {n}: chose a masked action");
+                let want = row_logsumexp(&logits, &mask);
+                assert_eq!(lse.map(f64::to_bits), Some(want.to_bits()), "n = {n}, round {round}");
+            }
+        }
+        // at another temperature it returns none (the caller computes it)
+        let hot = Exploration {
+            temperature: 2.0,
+            epsilon: 0.0,
+        };
+        assert_eq!(choose(&[0.5, 1.0], &[true, true], hot, &mut [0.0; 2], &mut rng).1, None);
+    }
+}
