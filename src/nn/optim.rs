@@ -140,7 +140,7 @@ impl<T: Scalar> Coefficients<T> {
 /// per entry, about 5 % of a HyperGrid b=16 step), and for AVX-512 where the CPU
 /// has it. Square root and division round exactly either way: the same bits.
 /// Returns whether every updated weight is finite (checked on the way, where
-/// a pass of its own over the weights cost 0.5 % of a HyperGrid b=16 step).
+/// a pass of its own over the weights cost about 1 % of a HyperGrid b=16 step).
 fn update<T: Scalar>(w: &mut [T], g: &[T], m: &mut [T], v: &mut [T], c: &Coefficients<T>, coupled: bool) -> bool {
     #[inline(always)]
     fn each<T: Scalar, const COUPLED: bool>(
@@ -237,9 +237,9 @@ impl<T: Scalar> Adam<T> {
 
     /// One update. `grads` aligns with the store. A non-finite gradient is
     /// refused (nothing is updated) so one bad batch cannot poison the weights.
-    /// A weight that the update itself made non-finite is reported as an
-    /// error after the update (no configuration the engine accepts has been
-    /// seen to do it).
+    /// A weight that the update itself made non-finite (only extreme
+    /// settings do it, such as a learning rate of 1e37) is reported as an
+    /// error naming its parameter, after the update.
     pub fn step(&mut self, store: &mut ParamStore<T>, grads: &mut [Array2<T>]) -> Result<StepStats> {
         assert_eq!(grads.len(), store.len(), "Adam::step: one gradient per parameter");
         let ng = self.groups.len();
