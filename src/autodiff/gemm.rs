@@ -951,47 +951,30 @@ mod tests {
             let fresh = dot(a.view(), b.clone().view());
             assert!(bits(got.view(), fresh.view()), "round {round}: a fresh copy of b");
         }
+        let agrees = |b: ArrayView2<'_, f32>, what: &str| close(&dot(a.view(), b), &reference(a.view(), b), 40, what);
         // a column-major `b` changed in place (its entries compared one by one)
         let mut bt = column_major(&b);
         for round in 0..4 {
             bt[[round, round * 9]] -= 0.5;
-            let got = dot(a.view(), bt.t());
-            close(
-                &got,
-                &reference(a.view(), bt.t()),
-                40,
-                &format!("column-major, round {round}"),
-            );
+            agrees(bt.t(), &format!("column-major, round {round}"));
         }
         // two kept `b`s in turn: a hit on one that is not the most recent
         let b2 = b.mapv(|x| 0.5 - x);
         for round in 0..3 {
-            for (name, bx) in [("b", &b), ("b2", &b2)] {
-                let got = dot(a.view(), bx.view());
-                close(
-                    &got,
-                    &reference(a.view(), bx.view()),
-                    40,
-                    &format!("{name}, turn {round}"),
-                );
-            }
+            agrees(b.view(), &format!("b, turn {round}"));
+            agrees(b2.view(), &format!("b2, turn {round}"));
         }
         // back to the first entries: the first bits again
         let mut b0 = Array2::from_shape_fn((40, 5), |(p, j)| ((p * 5 + j) % 13) as f32 * 0.07 - 0.4);
         assert!(bits(dot(a.view(), b0.view()).view(), first.view()));
         b0.swap([0, 0], [39, 4]);
-        close(
-            &dot(a.view(), b0.view()),
-            &reference(a.view(), b0.view()),
-            40,
-            "swapped",
-        );
+        agrees(b0.view(), "swapped");
         // more distinct `b`s than are kept, then the first again
         for c in 0..2 * TRANSPOSED_KEPT {
             let bc = b0.mapv(|x| x + c as f32);
-            close(&dot(a.view(), bc.view()), &reference(a.view(), bc.view()), 40, "many");
+            agrees(bc.view(), "many");
         }
-        close(&dot(a.view(), b0.view()), &reference(a.view(), b0.view()), 40, "again");
+        agrees(b0.view(), "again");
         // a long `k` is not kept beside the others
         let long = Array2::from_shape_fn((TRANSPOSED_ROOM / 8, 5), |(p, j)| ((p + j) % 7) as f32 * 0.1);
         let a_long = Array2::from_shape_fn((2, TRANSPOSED_ROOM / 8), |(i, p)| ((i + p) % 5) as f32 * 0.1);
@@ -1001,12 +984,7 @@ mod tests {
             TRANSPOSED_ROOM / 8,
             "long",
         );
-        close(
-            &dot(a.view(), b0.view()),
-            &reference(a.view(), b0.view()),
-            40,
-            "after a long one",
-        );
+        agrees(b0.view(), "after a long one");
         TRANSPOSED.with_borrow(|c| {
             let kept: usize = c.entries.iter().map(|(_, s, t)| s.len() + t.len()).sum();
             assert!(kept <= TRANSPOSED_ROOM, "{kept} entries kept");
