@@ -478,6 +478,111 @@ fn db_residuals_match_the_definition() {
     }
 }
 
+/// The DB loss is the mean of g over every transition of the batch (not over trajectories).
+#[test]
+fn db_value_is_the_mean_over_transitions() {
+    // batches with more transitions than trajectories, where the two means differ
+    let mut longer = 0;
+    for seed in 0..10 {
+        let s = Setup::new(200 + seed, 1.5);
+        longer += (s.offsets[s.offsets.len() - 1] > s.offsets.len() - 1) as usize;
+        for g in all_g() {
+            let mut tape = Tape::new();
+            let p = s.store.bind(&mut tape);
+            let terms = s.terms(&mut tape, &p);
+            let t = db::residuals(&mut tape, &terms).unwrap();
+            let tv = col(&tape, t);
+            let expect = tv.iter().map(|&t| g.value(t)).sum::<f64>() / tv.len() as f64;
+            let cfg = ObjectiveConfig {
+                objective: Objective::Db,
+                g,
+                ..Default::default()
+            };
+            let out = cfg.loss(&mut tape, &terms).unwrap();
+            assert!(
+                (out.value - expect).abs() < 1e-12 * expect.max(1.0),
+                "{g}: {} vs {expect}",
+                out.value
+            );
+            assert!((tape.item(out.loss) - expect).abs() < 1e-12 * expect.max(1.0));
+        }
+    }
+    assert!(longer >= 5, "{longer} of 10 batches longer than their count");
+}
+
+/// Hand-built terms of one-transition trajectories: `log P_F`, `log P_B` (the
+/// terminating transition's: 0) and `log R` per trajectory, `log Z` given.
+fn one_step_terms(tape: &mut Tape<f64>, log_pf: &[f64], log_r: &[f64], log_z: f64) -> Terms {
+    let column = |v: &[f64]| Array2::from_shape_fn((v.len(), 1), |(i, _)| v[i]);
+    Terms {
+        offsets: (0..=log_pf.len()).collect(),
+        log_pf: tape.leaf(column(log_pf)),
+        log_pb: tape.constant(Array2::zeros((log_pf.len(), 1))),
+        log_f: None,
+        log_r: tape.constant(column(log_r)),
+        log_z: tape.leaf(Array2::from_elem((1, 1), log_z)),
+        entropy: None,
+    }
+}
+
+/// The reported residual has the documented sign: `t = log R + sum log P_B - log Z - sum log P_F`.
+#[test]
+fn reported_residuals_have_the_documented_sign() {
+    let mut tape = Tape::new();
+    // t = 1 + 0 - 0.2 - (-0.5) = 1.3
+    let terms = one_step_terms(&mut tape, &[-0.5], &[1.0], 0.2);
+    for objective in [Objective::Tb, Objective::RevKl] {
+        let cfg = ObjectiveConfig {
+            objective,
+            ..Default::default()
+        };
+        let out = cfg.loss(&mut tape, &terms).unwrap();
+        assert_eq!(out.residuals.len(), 1);
+        assert!(
+            (out.residuals[0] - 1.3).abs() < 1e-12,
+            "{objective}: {:?}",
+            out.residuals
+        );
+    }
+}
+
+/// The divergences' reported batch estimates, worked out by hand for two
+/// one-step trajectories with log weights `l = [0, ln 2]` (so `Z_hat = 1.5`).
+#[test]
+fn divergence_values_match_hand_computed_batch_estimates() {
+    let (ln2, ln15) = (2f64.ln(), 1.5f64.ln());
+    let (r2, r23, r43) = (2f64.sqrt(), (2.0f64 / 3.0).sqrt(), (4.0f64 / 3.0).sqrt());
+    for (objective, want) in [
+        // -mean l + log Z_hat
+        (Objective::RevKl, ln15 - ln2 / 2.0),
+        // sum softmax(l)_i l_i - log Z_hat, softmax(l) = (1/3, 2/3)
+        (Objective::FwdKl, 2.0 / 3.0 * ln2 - ln15),
+        // lme(l / 2) / (-1/2) + log Z_hat, mean(exp(l / 2)) = (1 + sqrt 2) / 2
+        (Objective::Renyi { alpha: 0.5 }, -2.0 * ((1.0 + r2) / 2.0).ln() + ln15),
+        // (mean exp((l - log Z_hat) / 2) - 1) / (-1/2), the mean (sqrt(2/3) + sqrt(4/3)) / 2
+        (Objective::Tsallis { alpha: 0.5 }, 2.0 - r23 - r43),
+    ] {
+        let mut tape = Tape::new();
+        // log P_F = 0, so l = log R; log Z does not enter these values
+        let terms = one_step_terms(&mut tape, &[0.0, 0.0], &[0.0, ln2], 3.0);
+        let cfg = ObjectiveConfig {
+            objective,
+            ..Default::default()
+        };
+        let out = cfg.loss(&mut tape, &terms).unwrap();
+        assert!(
+            (out.value - want).abs() < 1e-12,
+            "{objective}: {} against {want}",
+            out.value
+        );
+    }
+    // the same numbers to seven digits, as worked on paper
+    assert!((ln15 - ln2 / 2.0 - 0.0588915).abs() < 1e-7);
+    assert!((2.0 / 3.0 * ln2 - ln15 - 0.0566330).abs() < 1e-7);
+    assert!((-2.0 * ((1.0 + r2) / 2.0).ln() + ln15 - 0.0290123).abs() < 1e-7);
+    assert!((2.0 - r23 - r43 - 0.0288029).abs() < 1e-7);
+}
+
 // ============================================================== fixed points of log Z
 
 /// On a fixed policy, gradient descent on log Z alone reaches the documented minimiser of each g.
