@@ -58,11 +58,19 @@ fn prioritized_replay_proportions() {
             assert!((low_mean - 449.0).abs() < 25.0, "{low_mean}");
         }
     }
-    // FIFO eviction: the oldest object leaves first
+    // FIFO eviction: the oldest object leaves first, again and again
     let mut small = ReplayBuffer::new(3);
     small.add(&[1u32, 2, 3, 4], &[0.0, 0.0, 0.0, 0.0]);
-    let kept: Vec<u32> = small.items().iter().map(|(s, _)| *s).collect();
-    assert_eq!(kept, vec![4, 2, 3]);
+    let kept = |b: &ReplayBuffer<u32>| b.items().iter().map(|(s, _)| *s).collect::<Vec<u32>>();
+    assert_eq!(kept(&small), vec![4, 2, 3]);
+    small.add(&[5, 6, 7], &[0.0, 0.0, 0.0]);
+    assert_eq!(kept(&small), vec![7, 5, 6]);
+    // every reward equal: nothing lies below the percentile, all draws come from the rest
+    let mut flat = ReplayBuffer::new(10);
+    flat.add(&[1u32, 2, 3, 4, 5], &[0.5; 5]);
+    let draw = flat.sample_prioritized(10, 0.5, 90.0, &mut rng);
+    assert_eq!(draw.len(), 10);
+    assert!(draw.iter().all(|(s, l)| (1..=5).contains(s) && *l == 0.5));
 }
 
 #[test]

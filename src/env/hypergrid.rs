@@ -188,3 +188,24 @@ impl LogReward<HyperGridState> for HyperGridReward {
         Ok(xs.iter().map(|x| self.reward(&x.coords).ln()).collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_standard_reward_takes_its_documented_values() {
+        // H = 8: |c/7 - 1/2| is 0.5 at c = 0, 0.357 at c = 1 (outer and ring), 0.071 at c = 3
+        let r = HyperGridReward::standard(8);
+        assert_eq!(r.reward(&[0, 0]), 0.1 + 0.5);
+        assert_eq!(r.reward(&[1, 6]), 0.1 + 0.5 + 2.0);
+        assert_eq!(r.reward(&[3, 3]), 0.1);
+        // every coordinate must qualify: one central one removes both bonuses
+        assert_eq!(r.reward(&[1, 1, 3]), 0.1);
+        assert_eq!(r.reward(&[0, 1]), 0.1 + 0.5);
+        // the bounds are strict: 0.25 at c = 1 of H = 5 is not outer
+        assert_eq!(HyperGridReward::standard(5).reward(&[1, 1]), 0.1);
+        // 0.417 at c = 1 of H = 13 is outer but past the ring
+        assert_eq!(HyperGridReward::standard(13).reward(&[1, 1]), 0.1 + 0.5);
+    }
+}

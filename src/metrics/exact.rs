@@ -138,3 +138,27 @@ pub(crate) fn log_sum_exp(v: &[f64]) -> f64 {
     }
     m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distances_take_hand_computed_values() {
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-14;
+        // disjoint: the largest L1 (2) and JSD (ln 2)
+        let d = distances(&[1.0, 0.0], &[0.0, 1.0]);
+        assert!(
+            close(d.l1_sum, 2.0) && close(d.l1_mean, 1.0) && close(d.jsd, 2f64.ln()),
+            "{d:?}"
+        );
+        // identical: zero
+        let d = distances(&[0.2, 0.3, 0.5], &[0.2, 0.3, 0.5]);
+        assert!(close(d.l1_sum, 0.0) && close(d.jsd, 0.0), "{d:?}");
+        // p = (1/2, 1/2), q = (1, 0), the midpoint m = (3/4, 1/4):
+        // KL(p || m) = (1/2) ln(4/3), KL(q || m) = ln(4/3), JSD = (3/4) ln(4/3)
+        let d = distances(&[0.5, 0.5], &[1.0, 0.0]);
+        assert!(close(d.l1_sum, 1.0) && close(d.l1_mean, 0.5), "{d:?}");
+        assert!(close(d.jsd, 0.75 * (4.0f64 / 3.0).ln()), "{d:?}");
+    }
+}
