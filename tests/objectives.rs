@@ -402,20 +402,29 @@ fn subtb_value_matches_brute_force() {
                 }
                 expect += num / den / b as f64;
             }
-            let cfg = ObjectiveConfig {
-                objective: Objective::SubTb { lambda },
-                g,
-                ..Default::default()
-            };
-            let out = cfg.loss(&mut tape, &terms).unwrap();
-            assert!(
-                (out.value - expect).abs() < 1e-12 * expect.max(1.0),
-                "{g}: {} vs {expect}",
-                out.value
-            );
-            assert!((tape.item(out.loss) - expect).abs() < 1e-12 * expect.max(1.0));
+            assert_loss_value(&mut tape, &terms, Objective::SubTb { lambda }, g, expect);
         }
     }
+}
+
+/// `objective` under `g` reports `expect` as its value, and its loss variable holds it too.
+fn assert_loss_value(tape: &mut Tape<f64>, terms: &Terms, objective: Objective, g: RegressionLoss, expect: f64) {
+    let cfg = ObjectiveConfig {
+        objective,
+        g,
+        ..Default::default()
+    };
+    let out = cfg.loss(tape, terms).unwrap();
+    let tol = 1e-12 * expect.max(1.0);
+    assert!(
+        (out.value - expect).abs() < tol,
+        "{objective} {g}: {} vs {expect}",
+        out.value
+    );
+    assert!(
+        (tape.item(out.loss) - expect).abs() < tol,
+        "{objective} {g}: the loss variable"
+    );
 }
 
 /// A pair weighting that keeps only the full pair (0, n) is TB: same value, same gradients.
@@ -493,18 +502,7 @@ fn db_value_is_the_mean_over_transitions() {
             let t = db::residuals(&mut tape, &terms).unwrap();
             let tv = col(&tape, t);
             let expect = tv.iter().map(|&t| g.value(t)).sum::<f64>() / tv.len() as f64;
-            let cfg = ObjectiveConfig {
-                objective: Objective::Db,
-                g,
-                ..Default::default()
-            };
-            let out = cfg.loss(&mut tape, &terms).unwrap();
-            assert!(
-                (out.value - expect).abs() < 1e-12 * expect.max(1.0),
-                "{g}: {} vs {expect}",
-                out.value
-            );
-            assert!((tape.item(out.loss) - expect).abs() < 1e-12 * expect.max(1.0));
+            assert_loss_value(&mut tape, &terms, Objective::Db, g, expect);
         }
     }
     assert!(longer >= 5, "{longer} of 10 batches longer than their count");
