@@ -618,6 +618,15 @@ fn log_z_fixed_points() {
             0.5 * (mean(&f64::exp) / mean(&|x| (-x).exp())).ln(),
         ),
     ];
+    let terms_at = |tape: &mut Tape<f64>, log_z| Terms {
+        offsets: offsets.clone(),
+        log_pf: tape.constant(lpf.clone()),
+        log_pb: tape.constant(lpb.clone()),
+        log_f: None,
+        log_r: tape.constant(lr.clone()),
+        log_z,
+        entropy: None,
+    };
     for (g, expect) in cases {
         let cfg = ObjectiveConfig {
             g,
@@ -627,15 +636,7 @@ fn log_z_fixed_points() {
         for _ in 0..1000 {
             let mut tape = Tape::<f64>::new();
             let z = tape.leaf(Array2::from_elem((1, 1), log_z));
-            let terms = Terms {
-                offsets: offsets.clone(),
-                log_pf: tape.constant(lpf.clone()),
-                log_pb: tape.constant(lpb.clone()),
-                log_f: None,
-                log_r: tape.constant(lr.clone()),
-                log_z: z,
-                entropy: None,
-            };
+            let terms = terms_at(&mut tape, z);
             let out = cfg.loss(&mut tape, &terms).unwrap();
             let grads = tape.backward(out.loss);
             log_z -= 0.1 * grads.get(z).unwrap()[[0, 0]];
@@ -647,15 +648,8 @@ fn log_z_fixed_points() {
         if g == RegressionLoss::Squared {
             // the squared-TB minimiser is the VarGrad estimate every objective reports
             let mut tape = Tape::<f64>::new();
-            let terms = Terms {
-                offsets: offsets.clone(),
-                log_pf: tape.constant(lpf.clone()),
-                log_pb: tape.constant(lpb.clone()),
-                log_f: None,
-                log_r: tape.constant(lr.clone()),
-                log_z: tape.scalar(log_z),
-                entropy: None,
-            };
+            let z = tape.scalar(log_z);
+            let terms = terms_at(&mut tape, z);
             let out = cfg.loss(&mut tape, &terms).unwrap();
             assert!((out.log_z_estimate - expect).abs() < 1e-12);
             assert!(out.residuals.iter().sum::<f64>().abs() < 1e-8);
