@@ -1,7 +1,7 @@
 //! Safe wrappers over the typed launchers: each checks the buffers' lengths against
 //! the sizes it is given, picks the launch shape, and launches (asynchronously).
 
-use super::{Buf, Gpu, GpuError};
+use super::{Buf, Elem, Gpu, GpuError, Ptr};
 
 /// Which operands of a GEMM are transposed (all row-major).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -75,7 +75,7 @@ fn u32_of(what: &str, n: usize) -> Result<u32, GpuError> {
     u32::try_from(n).map_err(|_| GpuError::Shape(format!("{what} = {n} does not fit in 32 bits")))
 }
 
-fn need<T: super::buf::Elem>(what: &str, b: &Buf<T>, n: usize) -> Result<(), GpuError> {
+fn need<T: Elem>(what: &str, b: &Buf<T>, n: usize) -> Result<(), GpuError> {
     if b.len() < n {
         return Err(GpuError::Shape(format!("{what} holds {} elements, needs {n}", b.len())));
     }
@@ -90,6 +90,37 @@ fn grid_1d(n: usize) -> (u32, u32) {
 /// Grid of a one-warp-per-row kernel (8 rows per block).
 fn grid_rows(rows: usize) -> (u32, u32) {
     (rows.div_ceil(8).max(1) as u32, 1)
+}
+
+/// A typed GEMM launcher (see `launch.rs`): `(grid, block, m, n, k, alpha, a, b, beta, c)`.
+type GemmLauncher<T> =
+    unsafe fn(&Gpu, (u32, u32), u32, u32, u32, u32, f32, Ptr<T>, Ptr<T>, f32, Ptr<f32>) -> Result<(), GpuError>;
+
+/// A storage type of the GEMM operands `a` and `b`, with the kernels that read it.
+trait GemmStorage: Elem {
+    /// The kernel of `op` for this storage.
+    fn launcher(op: GemmOp) -> GemmLauncher<Self>;
+}
+
+impl GemmStorage for f32 {
+    fn launcher(op: GemmOp) -> GemmLauncher<f32> {
+        match op {
+            GemmOp::NN => Gpu::gemm_nn_f32,
+            GemmOp::NT => Gpu::gemm_nt_f32,
+            GemmOp::TN => Gpu::gemm_tn_f32,
+        }
+    }
+}
+
+/// bf16 bit patterns.
+impl GemmStorage for u16 {
+    fn launcher(op: GemmOp) -> GemmLauncher<u16> {
+        match op {
+            GemmOp::NN => Gpu::gemm_nn_bf16,
+            GemmOp::NT => Gpu::gemm_nt_bf16,
+            GemmOp::TN => Gpu::gemm_tn_bf16,
+        }
+    }
 }
 
 impl Gpu {
@@ -107,22 +138,7 @@ impl Gpu {
         beta: f32,
         c: &mut Buf<f32>,
     ) -> Result<(), GpuError> {
-        need("gemm a", a, m * k)?;
-        need("gemm b", b, k * n)?;
-        need("gemm c", c, m * n)?;
-        let (mm, nn, kk) = (u32_of("m", m)?, u32_of("n", n)?, u32_of("k", k)?);
-        if m == 0 || n == 0 {
-            return Ok(());
-        }
-        let grid = (n.div_ceil(128) as u32, u32_of("m / 128", m.div_ceil(128))?);
-        // SAFETY: sizes checked above.
-        unsafe {
-            match op {
-                GemmOp::NN => self.gemm_nn_f32(grid, BLOCK, mm, nn, kk, alpha, a.ptr(), b.ptr(), beta, c.ptr()),
-                GemmOp::NT => self.gemm_nt_f32(grid, BLOCK, mm, nn, kk, alpha, a.ptr(), b.ptr(), beta, c.ptr()),
-                GemmOp::TN => self.gemm_tn_f32(grid, BLOCK, mm, nn, kk, alpha, a.ptr(), b.ptr(), beta, c.ptr()),
-            }
-        }
+        self.gemm_of(op, m, n, k, alpha, a, b, beta, c)
     }
 
     /// [`Gpu::gemm`] with bf16 storage of `a` and `b` (f32 accumulate and output).
@@ -139,6 +155,23 @@ impl Gpu {
         beta: f32,
         c: &mut Buf<f32>,
     ) -> Result<(), GpuError> {
+        self.gemm_of(op, m, n, k, alpha, a, b, beta, c)
+    }
+
+    /// [`Gpu::gemm`] and [`Gpu::gemm_bf16`]: the checks and the launch, whatever the storage `T`.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_of<T: GemmStorage>(
+        &self,
+        op: GemmOp,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        a: &Buf<T>,
+        b: &Buf<T>,
+        beta: f32,
+        c: &mut Buf<f32>,
+    ) -> Result<(), GpuError> {
         need("gemm a", a, m * k)?;
         need("gemm b", b, k * n)?;
         need("gemm c", c, m * n)?;
@@ -147,14 +180,9 @@ impl Gpu {
             return Ok(());
         }
         let grid = (n.div_ceil(128) as u32, u32_of("m / 128", m.div_ceil(128))?);
+        let launch = T::launcher(op);
         // SAFETY: sizes checked above.
-        unsafe {
-            match op {
-                GemmOp::NN => self.gemm_nn_bf16(grid, BLOCK, mm, nn, kk, alpha, a.ptr(), b.ptr(), beta, c.ptr()),
-                GemmOp::NT => self.gemm_nt_bf16(grid, BLOCK, mm, nn, kk, alpha, a.ptr(), b.ptr(), beta, c.ptr()),
-                GemmOp::TN => self.gemm_tn_bf16(grid, BLOCK, mm, nn, kk, alpha, a.ptr(), b.ptr(), beta, c.ptr()),
-            }
-        }
+        unsafe { launch(self, grid, BLOCK, mm, nn, kk, alpha, a.ptr(), b.ptr(), beta, c.ptr()) }
     }
 
     /// `y = bf16(x)` over `n` elements.
@@ -613,7 +641,7 @@ impl Gpu {
                 1.0,
                 scratch.ptr(),
             )?;
-            let dst = super::Ptr::from_raw(out.ptr().addr() + 4 * at as u64);
+            let dst = Ptr::from_raw(out.ptr().addr() + 4 * at as u64);
             self.reduce_sum((1, 1), BLOCK, blocks as u32, scratch.ptr(), 0, scale, dst)
         }
     }
@@ -634,7 +662,7 @@ impl Gpu {
         // SAFETY: sizes checked above; `out` offset stays inside it.
         unsafe {
             self.reduce_sum_sq_f64((blocks as u32, 1), BLOCK, u32_of("n", n)?, x.ptr(), scratch.ptr())?;
-            let dst = super::Ptr::from_raw(out.ptr().addr() + 8 * at as u64);
+            let dst = Ptr::from_raw(out.ptr().addr() + 8 * at as u64);
             self.reduce_f64((1, 1), BLOCK, blocks as u32, scratch.ptr(), dst)
         }
     }
