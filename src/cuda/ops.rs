@@ -82,6 +82,11 @@ fn need<T: Elem>(what: &str, b: &Buf<T>, n: usize) -> Result<(), GpuError> {
     Ok(())
 }
 
+/// `rows` and `cols` as the kernels' 32-bit sizes (the error names the one that does not fit).
+fn dims(rows: usize, cols: usize) -> Result<(u32, u32), GpuError> {
+    Ok((u32_of("rows", rows)?, u32_of("cols", cols)?))
+}
+
 /// Grid of a grid-stride kernel over `n` elements.
 fn grid_1d(n: usize) -> (u32, u32) {
     (n.div_ceil(BLOCK as usize).clamp(1, 8192) as u32, 1)
@@ -203,24 +208,7 @@ impl Gpu {
         act: Act,
         y: &mut Buf<f32>,
     ) -> Result<(), GpuError> {
-        need("bias_act x", x, rows * cols)?;
-        need("bias_act bias", bias, cols)?;
-        need("bias_act y", y, rows * cols)?;
-        let (code, slope) = act.code();
-        // SAFETY: sizes checked above.
-        unsafe {
-            self.bias_act_fwd(
-                grid_1d(rows * cols),
-                BLOCK,
-                u32_of("rows", rows)?,
-                u32_of("cols", cols)?,
-                x.ptr(),
-                bias.ptr(),
-                code,
-                slope,
-                y.ptr(),
-            )
-        }
+        self.bias_act_to(rows, cols, x, bias, act, Some(y))
     }
 
     /// In-place `x = act(x + bias)`.
@@ -232,23 +220,29 @@ impl Gpu {
         bias: &Buf<f32>,
         act: Act,
     ) -> Result<(), GpuError> {
+        self.bias_act_to(rows, cols, x, bias, act, None)
+    }
+
+    /// [`Gpu::bias_act`] into `y`, or into `x` itself when `y` is `None`.
+    fn bias_act_to(
+        &self,
+        rows: usize,
+        cols: usize,
+        x: &Buf<f32>,
+        bias: &Buf<f32>,
+        act: Act,
+        y: Option<&Buf<f32>>,
+    ) -> Result<(), GpuError> {
         need("bias_act x", x, rows * cols)?;
         need("bias_act bias", bias, cols)?;
-        let (code, slope) = act.code();
-        // SAFETY: sizes checked above; the kernel is elementwise, so x may be both input and output.
-        unsafe {
-            self.bias_act_fwd(
-                grid_1d(rows * cols),
-                BLOCK,
-                u32_of("rows", rows)?,
-                u32_of("cols", cols)?,
-                x.ptr(),
-                bias.ptr(),
-                code,
-                slope,
-                x.ptr(),
-            )
+        if let Some(y) = y {
+            need("bias_act y", y, rows * cols)?;
         }
+        let (code, slope) = act.code();
+        let (r, c) = dims(rows, cols)?;
+        let out = y.unwrap_or(x).ptr();
+        // SAFETY: sizes checked above; the kernel is elementwise, so x may be both input and output.
+        unsafe { self.bias_act_fwd(grid_1d(rows * cols), BLOCK, r, c, x.ptr(), bias.ptr(), code, slope, out) }
     }
 
     /// `dx = dy * act'` from the activation output `y`.
@@ -265,13 +259,14 @@ impl Gpu {
         need("act_bwd dy", dy, rows * cols)?;
         need("act_bwd dx", dx, rows * cols)?;
         let (code, slope) = act.code();
+        let (r, c) = dims(rows, cols)?;
         // SAFETY: sizes checked above.
         unsafe {
             self.act_bwd(
                 grid_1d(rows * cols),
                 BLOCK,
-                u32_of("rows", rows)?,
-                u32_of("cols", cols)?,
+                r,
+                c,
                 y.ptr(),
                 dy.ptr(),
                 code,
@@ -293,13 +288,14 @@ impl Gpu {
         need("act_bwd y", y, rows * cols)?;
         need("act_bwd d", d, rows * cols)?;
         let (code, slope) = act.code();
+        let (r, c) = dims(rows, cols)?;
         // SAFETY: sizes checked above; elementwise, so d may be both input and output.
         unsafe {
             self.act_bwd(
                 grid_1d(rows * cols),
                 BLOCK,
-                u32_of("rows", rows)?,
-                u32_of("cols", cols)?,
+                r,
+                c,
                 y.ptr(),
                 d.ptr(),
                 code,
@@ -320,18 +316,10 @@ impl Gpu {
     ) -> Result<(), GpuError> {
         need("col_sum x", x, rows * cols)?;
         need("col_sum out", out, cols)?;
+        let (r, c) = dims(rows, cols)?;
+        let grid = (cols.div_ceil(32).max(1) as u32, 1);
         // SAFETY: sizes checked above.
-        unsafe {
-            self.col_sum(
-                (cols.div_ceil(32).max(1) as u32, 1),
-                BLOCK,
-                u32_of("rows", rows)?,
-                u32_of("cols", cols)?,
-                x.ptr(),
-                beta,
-                out.ptr(),
-            )
-        }
+        unsafe { self.col_sum(grid, BLOCK, r, c, x.ptr(), beta, out.ptr()) }
     }
 
     /// Row-wise log-softmax over the entries where `mask != 0`; `-inf` elsewhere.
@@ -346,18 +334,9 @@ impl Gpu {
         need("log_softmax x", x, rows * cols)?;
         need("log_softmax mask", mask, rows * cols)?;
         need("log_softmax out", out, rows * cols)?;
+        let (r, c) = dims(rows, cols)?;
         // SAFETY: sizes checked above.
-        unsafe {
-            self.masked_log_softmax_fwd(
-                grid_rows(rows),
-                BLOCK,
-                u32_of("rows", rows)?,
-                u32_of("cols", cols)?,
-                x.ptr(),
-                mask.ptr(),
-                out.ptr(),
-            )
-        }
+        unsafe { self.masked_log_softmax_fwd(grid_rows(rows), BLOCK, r, c, x.ptr(), mask.ptr(), out.ptr()) }
     }
 
     /// Backward of [`Gpu::log_softmax`]: `dx = g - p * sum_valid g` at valid entries.
@@ -376,19 +355,9 @@ impl Gpu {
         }
         need("log_softmax_bwd mask", mask, rows * cols)?;
         need("log_softmax_bwd dx", dx, rows * cols)?;
+        let (r, c) = dims(rows, cols)?;
         // SAFETY: sizes checked above.
-        unsafe {
-            self.masked_log_softmax_bwd(
-                grid_rows(rows),
-                BLOCK,
-                u32_of("rows", rows)?,
-                u32_of("cols", cols)?,
-                logp.ptr(),
-                mask.ptr(),
-                g.ptr(),
-                dx.ptr(),
-            )
-        }
+        unsafe { self.masked_log_softmax_bwd(grid_rows(rows), BLOCK, r, c, logp.ptr(), mask.ptr(), g.ptr(), dx.ptr()) }
     }
 
     /// `out[i] = x[i, index[i]]` (NaN for an index out of range).
@@ -403,18 +372,9 @@ impl Gpu {
         need("gather x", x, rows * cols)?;
         need("gather index", index, rows)?;
         need("gather out", out, rows)?;
+        let (r, c) = dims(rows, cols)?;
         // SAFETY: sizes checked above.
-        unsafe {
-            self.gather_cols(
-                grid_1d(rows),
-                BLOCK,
-                u32_of("rows", rows)?,
-                u32_of("cols", cols)?,
-                x.ptr(),
-                index.ptr(),
-                out.ptr(),
-            )
-        }
+        unsafe { self.gather_cols(grid_1d(rows), BLOCK, r, c, x.ptr(), index.ptr(), out.ptr()) }
     }
 
     /// `dx = d/dlogits sum_i coef[i] log_softmax(logits)[i, action[i]]`, from `logp`.
@@ -434,20 +394,10 @@ impl Gpu {
         need("logsoftmax_gather_bwd action", action, rows)?;
         need("logsoftmax_gather_bwd coef", coef, rows)?;
         need("logsoftmax_gather_bwd dx", dx, rows * cols)?;
+        let (r, c) = dims(rows, cols)?;
+        let (logp, mask, action, coef) = (logp.ptr(), mask.ptr(), action.ptr(), coef.ptr());
         // SAFETY: sizes checked above; actions out of range only never match a column.
-        unsafe {
-            self.logsoftmax_gather_bwd(
-                grid_rows(rows),
-                BLOCK,
-                u32_of("rows", rows)?,
-                u32_of("cols", cols)?,
-                logp.ptr(),
-                mask.ptr(),
-                action.ptr(),
-                coef.ptr(),
-                dx.ptr(),
-            )
-        }
+        unsafe { self.logsoftmax_gather_bwd(grid_rows(rows), BLOCK, r, c, logp, mask, action, coef, dx.ptr()) }
     }
 
     /// One categorical draw per row from `(1 - epsilon) softmax(logits / temperature) + epsilon uniform`
@@ -474,13 +424,14 @@ impl Gpu {
         need("sample traj", traj, rows)?;
         need("sample action", action, rows)?;
         need("sample logp", logp, rows)?;
+        let (r, c) = dims(rows, cols)?;
         // SAFETY: sizes checked above.
         unsafe {
             self.sample_categorical(
                 grid_rows(rows),
                 BLOCK,
-                u32_of("rows", rows)?,
-                u32_of("cols", cols)?,
+                r,
+                c,
                 logits.ptr(),
                 mask.ptr(),
                 traj.ptr(),
@@ -498,19 +449,9 @@ impl Gpu {
     /// Philox4x32-10 first output words for counters `(i, hi, step, 0)`, `i < n`.
     pub fn philox(&self, n: usize, hi: u32, step: u32, seed: u64, out: &mut Buf<u32>) -> Result<(), GpuError> {
         need("philox out", out, n)?;
+        let (nn, seed_lo, seed_hi) = (u32_of("n", n)?, seed as u32, (seed >> 32) as u32);
         // SAFETY: size checked above.
-        unsafe {
-            self.philox_test(
-                grid_1d(n),
-                BLOCK,
-                u32_of("n", n)?,
-                hi,
-                step,
-                seed as u32,
-                (seed >> 32) as u32,
-                out.ptr(),
-            )
-        }
+        unsafe { self.philox_test(grid_1d(n), BLOCK, nn, hi, step, seed_lo, seed_hi, out.ptr()) }
     }
 
     /// TB residuals `log R + sum log P_B - log Z - sum log P_F` of `batch` trajectories.
