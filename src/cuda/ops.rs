@@ -82,6 +82,15 @@ fn need<T: Elem>(what: &str, b: &Buf<T>, n: usize) -> Result<(), GpuError> {
     Ok(())
 }
 
+/// Checks each buffer's length against the element count after its name, in order
+/// (`need!("gather", x: rows * cols, index: rows)`); the error names the kernel and
+/// the buffer, e.g. `gather x holds 6 elements, needs 8`.
+macro_rules! need {
+    ($kernel:literal, $($buf:ident: $n:expr),+ $(,)?) => {
+        $(need(concat!($kernel, " ", stringify!($buf)), $buf, $n)?;)+
+    };
+}
+
 /// `rows` and `cols` as the kernels' 32-bit sizes (the error names the one that does not fit).
 fn dims(rows: usize, cols: usize) -> Result<(u32, u32), GpuError> {
     Ok((u32_of("rows", rows)?, u32_of("cols", cols)?))
@@ -177,9 +186,7 @@ impl Gpu {
         beta: f32,
         c: &mut Buf<f32>,
     ) -> Result<(), GpuError> {
-        need("gemm a", a, m * k)?;
-        need("gemm b", b, k * n)?;
-        need("gemm c", c, m * n)?;
+        need!("gemm", a: m * k, b: k * n, c: m * n);
         let (mm, nn, kk) = (u32_of("m", m)?, u32_of("n", n)?, u32_of("k", k)?);
         if m == 0 || n == 0 {
             return Ok(());
@@ -192,8 +199,7 @@ impl Gpu {
 
     /// `y = bf16(x)` over `n` elements.
     pub fn to_bf16(&self, n: usize, x: &Buf<f32>, y: &mut Buf<u16>) -> Result<(), GpuError> {
-        need("to_bf16 x", x, n)?;
-        need("to_bf16 y", y, n)?;
+        need!("to_bf16", x: n, y: n);
         // SAFETY: sizes checked above.
         unsafe { self.f32_to_bf16(grid_1d(n), BLOCK, u32_of("n", n)?, x.ptr(), y.ptr()) }
     }
@@ -233,10 +239,9 @@ impl Gpu {
         act: Act,
         y: Option<&Buf<f32>>,
     ) -> Result<(), GpuError> {
-        need("bias_act x", x, rows * cols)?;
-        need("bias_act bias", bias, cols)?;
+        need!("bias_act", x: rows * cols, bias: cols);
         if let Some(y) = y {
-            need("bias_act y", y, rows * cols)?;
+            need!("bias_act", y: rows * cols);
         }
         let (code, slope) = act.code();
         let (r, c) = dims(rows, cols)?;
@@ -255,9 +260,7 @@ impl Gpu {
         act: Act,
         dx: &mut Buf<f32>,
     ) -> Result<(), GpuError> {
-        need("act_bwd y", y, rows * cols)?;
-        need("act_bwd dy", dy, rows * cols)?;
-        need("act_bwd dx", dx, rows * cols)?;
+        need!("act_bwd", y: rows * cols, dy: rows * cols, dx: rows * cols);
         let (code, slope) = act.code();
         let (r, c) = dims(rows, cols)?;
         // SAFETY: sizes checked above.
@@ -285,8 +288,7 @@ impl Gpu {
         d: &mut Buf<f32>,
         act: Act,
     ) -> Result<(), GpuError> {
-        need("act_bwd y", y, rows * cols)?;
-        need("act_bwd d", d, rows * cols)?;
+        need!("act_bwd", y: rows * cols, d: rows * cols);
         let (code, slope) = act.code();
         let (r, c) = dims(rows, cols)?;
         // SAFETY: sizes checked above; elementwise, so d may be both input and output.
@@ -314,8 +316,7 @@ impl Gpu {
         beta: f32,
         out: &mut Buf<f32>,
     ) -> Result<(), GpuError> {
-        need("col_sum x", x, rows * cols)?;
-        need("col_sum out", out, cols)?;
+        need!("col_sum", x: rows * cols, out: cols);
         let (r, c) = dims(rows, cols)?;
         let grid = (cols.div_ceil(32).max(1) as u32, 1);
         // SAFETY: sizes checked above.
@@ -331,9 +332,7 @@ impl Gpu {
         mask: &Buf<u8>,
         out: &mut Buf<f32>,
     ) -> Result<(), GpuError> {
-        need("log_softmax x", x, rows * cols)?;
-        need("log_softmax mask", mask, rows * cols)?;
-        need("log_softmax out", out, rows * cols)?;
+        need!("log_softmax", x: rows * cols, mask: rows * cols, out: rows * cols);
         let (r, c) = dims(rows, cols)?;
         // SAFETY: sizes checked above.
         unsafe { self.masked_log_softmax_fwd(grid_rows(rows), BLOCK, r, c, x.ptr(), mask.ptr(), out.ptr()) }
@@ -350,11 +349,7 @@ impl Gpu {
         g: &Buf<f32>,
         dx: &mut Buf<f32>,
     ) -> Result<(), GpuError> {
-        for (w, b) in [("logp", logp), ("g", g)] {
-            need(&format!("log_softmax_bwd {w}"), b, rows * cols)?;
-        }
-        need("log_softmax_bwd mask", mask, rows * cols)?;
-        need("log_softmax_bwd dx", dx, rows * cols)?;
+        need!("log_softmax_bwd", logp: rows * cols, g: rows * cols, mask: rows * cols, dx: rows * cols);
         let (r, c) = dims(rows, cols)?;
         // SAFETY: sizes checked above.
         unsafe { self.masked_log_softmax_bwd(grid_rows(rows), BLOCK, r, c, logp.ptr(), mask.ptr(), g.ptr(), dx.ptr()) }
@@ -369,9 +364,7 @@ impl Gpu {
         index: &Buf<u32>,
         out: &mut Buf<f32>,
     ) -> Result<(), GpuError> {
-        need("gather x", x, rows * cols)?;
-        need("gather index", index, rows)?;
-        need("gather out", out, rows)?;
+        need!("gather", x: rows * cols, index: rows, out: rows);
         let (r, c) = dims(rows, cols)?;
         // SAFETY: sizes checked above.
         unsafe { self.gather_cols(grid_1d(rows), BLOCK, r, c, x.ptr(), index.ptr(), out.ptr()) }
@@ -389,11 +382,7 @@ impl Gpu {
         coef: &Buf<f32>,
         dx: &mut Buf<f32>,
     ) -> Result<(), GpuError> {
-        need("logsoftmax_gather_bwd logp", logp, rows * cols)?;
-        need("logsoftmax_gather_bwd mask", mask, rows * cols)?;
-        need("logsoftmax_gather_bwd action", action, rows)?;
-        need("logsoftmax_gather_bwd coef", coef, rows)?;
-        need("logsoftmax_gather_bwd dx", dx, rows * cols)?;
+        need!("logsoftmax_gather_bwd", logp: rows * cols, mask: rows * cols, action: rows, coef: rows, dx: rows * cols);
         let (r, c) = dims(rows, cols)?;
         let (logp, mask, action, coef) = (logp.ptr(), mask.ptr(), action.ptr(), coef.ptr());
         // SAFETY: sizes checked above; actions out of range only never match a column.
@@ -419,11 +408,7 @@ impl Gpu {
         action: &mut Buf<u32>,
         logp: &mut Buf<f32>,
     ) -> Result<(), GpuError> {
-        need("sample logits", logits, rows * cols)?;
-        need("sample mask", mask, rows * cols)?;
-        need("sample traj", traj, rows)?;
-        need("sample action", action, rows)?;
-        need("sample logp", logp, rows)?;
+        need!("sample", logits: rows * cols, mask: rows * cols, traj: rows, action: rows, logp: rows);
         let (r, c) = dims(rows, cols)?;
         // SAFETY: sizes checked above.
         unsafe {
@@ -448,7 +433,7 @@ impl Gpu {
 
     /// Philox4x32-10 first output words for counters `(i, hi, step, 0)`, `i < n`.
     pub fn philox(&self, n: usize, hi: u32, step: u32, seed: u64, out: &mut Buf<u32>) -> Result<(), GpuError> {
-        need("philox out", out, n)?;
+        need!("philox", out: n);
         let (nn, seed_lo, seed_hi) = (u32_of("n", n)?, seed as u32, (seed >> 32) as u32);
         // SAFETY: size checked above.
         unsafe { self.philox_test(grid_1d(n), BLOCK, nn, hi, step, seed_lo, seed_hi, out.ptr()) }
@@ -466,10 +451,7 @@ impl Gpu {
         log_z: &Buf<f32>,
         resid: &mut Buf<f32>,
     ) -> Result<(), GpuError> {
-        need("tb_residual offsets", offsets, batch + 1)?;
-        need("tb_residual log_r", log_r, batch)?;
-        need("tb_residual log_z", log_z, 1)?;
-        need("tb_residual resid", resid, batch)?;
+        need!("tb_residual", offsets: batch + 1, log_r: batch, log_z: 1, resid: batch);
         // The row count is offsets[batch], known to the caller; log_pf / log_pb must hold it.
         if log_pf.len() != log_pb.len() {
             return Err(GpuError::Shape(format!(
@@ -507,9 +489,7 @@ impl Gpu {
         grad: &mut Buf<f32>,
     ) -> Result<(), GpuError> {
         validate_loss(loss, clip)?;
-        need("regression t", t, n)?;
-        need("regression value", value, n)?;
-        need("regression grad", grad, n)?;
+        need!("regression", t: n, value: n, grad: n);
         let (kind, alpha) = loss_code(loss);
         // SAFETY: sizes checked above.
         unsafe {
@@ -537,8 +517,7 @@ impl Gpu {
         sign: f32,
         per_row: &mut Buf<f32>,
     ) -> Result<(), GpuError> {
-        need("segment_broadcast offsets", offsets, batch + 1)?;
-        need("segment_broadcast per_seg", per_seg, batch)?;
+        need!("segment_broadcast", offsets: batch + 1, per_seg: batch);
         // SAFETY: sizes checked above; the caller's offsets rise to at most per_row.len().
         unsafe {
             self.segment_broadcast(
@@ -566,8 +545,7 @@ impl Gpu {
         out: &mut Buf<f32>,
         at: usize,
     ) -> Result<(), GpuError> {
-        need("sum x", x, n)?;
-        need("sum out", out, at + 1)?;
+        need!("sum", x: n, out: at + 1);
         let blocks = n.div_ceil(BLOCK as usize).clamp(1, 512);
         scratch.resize(blocks)?;
         let nn = u32_of("n", n)?;
@@ -596,8 +574,7 @@ impl Gpu {
         out: &mut Buf<f64>,
         at: usize,
     ) -> Result<(), GpuError> {
-        need("sum_squares x", x, n)?;
-        need("sum_squares out", out, at + 1)?;
+        need!("sum_squares", x: n, out: at + 1);
         let blocks = n.div_ceil(BLOCK as usize).clamp(1, 512);
         scratch.resize(blocks)?;
         // SAFETY: sizes checked above; `out` offset stays inside it.
@@ -619,9 +596,7 @@ impl Gpu {
         v: &mut Buf<f32>,
         hp: AdamScalars,
     ) -> Result<(), GpuError> {
-        for (what, b) in [("w", &*w), ("g", g), ("m", &*m), ("v", &*v)] {
-            need(&format!("adam {what}"), b, n)?;
-        }
+        need!("adam", w: n, g: n, m: n, v: n);
         // SAFETY: sizes checked above.
         unsafe {
             self.adam_step(
