@@ -46,6 +46,12 @@ fn gpu(test: &str) -> Option<Gpu> {
     }
 }
 
+/// [`gpu`] and, when there is one, [`test_rng`]: the start of a test of the kernels.
+fn gpu_and_rng(test: &str) -> Option<(Gpu, ChaCha8Rng)> {
+    let g = gpu(test)?;
+    Some((g, test_rng(test)))
+}
+
 /// A fresh seed per run (printed), or `GFN_TEST_SEED`.
 fn test_rng(test: &str) -> ChaCha8Rng {
     let seed = std::env::var("GFN_TEST_SEED")
@@ -271,67 +277,78 @@ fn gemm_reference(op: GemmOp, m: usize, n: usize, k: usize, a: &[f32], b: &[f32]
     (c, s)
 }
 
+/// Every size of [`GEMM_SIZES`] (the largest skipped under the emulation) with every op.
+fn gemm_shapes() -> impl Iterator<Item = (GemmOp, usize, usize, usize)> {
+    let sizes = GEMM_SIZES.iter().filter(|s| !EMU || s.0 * s.1 * s.2 < 1_000_000);
+    sizes.flat_map(|&(m, n, k)| [GemmOp::NN, GemmOp::NT, GemmOp::TN].map(|op| (op, m, n, k)))
+}
+
+/// Random operands of `op` as stored, on the device, with their f64 product and its scale.
+fn gemm_case(
+    rng: &mut ChaCha8Rng,
+    op: GemmOp,
+    m: usize,
+    n: usize,
+    k: usize,
+) -> (Buf<f32>, Buf<f32>, Vec<f64>, Vec<f64>) {
+    let a = randn(rng, m * k, 1.0);
+    let b = randn(rng, k * n, 1.0);
+    let (want, scale) = gemm_reference(op, m, n, k, &a, &b);
+    (Buf::from_slice(&a).unwrap(), Buf::from_slice(&b).unwrap(), want, scale)
+}
+
 #[test]
 fn gemm_f32_matches_f64() {
-    let Some(g) = gpu("gemm_f32_matches_f64") else { return };
-    let mut rng = test_rng("gemm_f32_matches_f64");
-    for &(m, n, k) in GEMM_SIZES.iter().filter(|s| !EMU || s.0 * s.1 * s.2 < 1_000_000) {
-        for op in [GemmOp::NN, GemmOp::NT, GemmOp::TN] {
-            let a = randn(&mut rng, m * k, 1.0);
-            let b = randn(&mut rng, k * n, 1.0);
-            let (want, scale) = gemm_reference(op, m, n, k, &a, &b);
-            let (da, db) = (Buf::from_slice(&a).unwrap(), Buf::from_slice(&b).unwrap());
-            // beta = 0 on a NaN-poisoned output
-            let mut c = poisoned(m * n);
-            g.gemm(op, m, n, k, 1.0, &da, &db, 0.0, &mut c).unwrap();
-            let got = c.download().unwrap();
-            let e = rel_err(&got, &want, &scale, 1e-30);
-            assert!(e < 1e-6, "{op:?} {m}x{n}x{k}: relative error {e:e}");
-            // alpha, beta on a prior value
-            let c0 = randn(&mut rng, m * n, 1.0);
-            let mut c = Buf::from_slice(&c0).unwrap();
-            g.gemm(op, m, n, k, 1.5, &da, &db, 0.5, &mut c).unwrap();
-            let want2: Vec<f64> = want.iter().zip(&c0).map(|(&w, &c)| 1.5 * w + 0.5 * c as f64).collect();
-            let scale2: Vec<f64> = scale
-                .iter()
-                .zip(&c0)
-                .map(|(&s, &c)| 1.5 * s + 0.5 * (c as f64).abs())
-                .collect();
-            let e = rel_err(&c.download().unwrap(), &want2, &scale2, 1e-30);
-            assert!(e < 1e-6, "{op:?} {m}x{n}x{k} alpha/beta: relative error {e:e}");
-        }
+    let Some((g, mut rng)) = gpu_and_rng("gemm_f32_matches_f64") else {
+        return;
+    };
+    for (op, m, n, k) in gemm_shapes() {
+        let (da, db, want, scale) = gemm_case(&mut rng, op, m, n, k);
+        // beta = 0 on a NaN-poisoned output
+        let mut c = poisoned(m * n);
+        g.gemm(op, m, n, k, 1.0, &da, &db, 0.0, &mut c).unwrap();
+        let got = c.download().unwrap();
+        let e = rel_err(&got, &want, &scale, 1e-30);
+        assert!(e < 1e-6, "{op:?} {m}x{n}x{k}: relative error {e:e}");
+        // alpha, beta on a prior value
+        let c0 = randn(&mut rng, m * n, 1.0);
+        let mut c = Buf::from_slice(&c0).unwrap();
+        g.gemm(op, m, n, k, 1.5, &da, &db, 0.5, &mut c).unwrap();
+        let want2: Vec<f64> = want.iter().zip(&c0).map(|(&w, &c)| 1.5 * w + 0.5 * c as f64).collect();
+        let scale2: Vec<f64> = scale
+            .iter()
+            .zip(&c0)
+            .map(|(&s, &c)| 1.5 * s + 0.5 * (c as f64).abs())
+            .collect();
+        let e = rel_err(&c.download().unwrap(), &want2, &scale2, 1e-30);
+        assert!(e < 1e-6, "{op:?} {m}x{n}x{k} alpha/beta: relative error {e:e}");
     }
 }
 
 #[test]
 fn gemm_bf16_within_1e_2() {
-    let Some(g) = gpu("gemm_bf16_within_1e_2") else { return };
-    let mut rng = test_rng("gemm_bf16_within_1e_2");
-    for &(m, n, k) in GEMM_SIZES.iter().filter(|s| !EMU || s.0 * s.1 * s.2 < 1_000_000) {
-        for op in [GemmOp::NN, GemmOp::NT, GemmOp::TN] {
-            let a = randn(&mut rng, m * k, 1.0);
-            let b = randn(&mut rng, k * n, 1.0);
-            let (want, scale) = gemm_reference(op, m, n, k, &a, &b);
-            let (da, db) = (Buf::from_slice(&a).unwrap(), Buf::from_slice(&b).unwrap());
-            let (mut ha, mut hb) = (Buf::<u16>::zeros(m * k).unwrap(), Buf::<u16>::zeros(k * n).unwrap());
-            ha.fill_u8(0xff).unwrap();
-            hb.fill_u8(0xff).unwrap();
-            g.to_bf16(m * k, &da, &mut ha).unwrap();
-            g.to_bf16(k * n, &db, &mut hb).unwrap();
-            let mut c = poisoned(m * n);
-            g.gemm_bf16(op, m, n, k, 1.0, &ha, &hb, 0.0, &mut c).unwrap();
-            let e = rel_err(&c.download().unwrap(), &want, &scale, 1e-30);
-            assert!(e < 1e-2, "bf16 {op:?} {m}x{n}x{k}: relative error {e:e}");
-        }
+    let Some((g, mut rng)) = gpu_and_rng("gemm_bf16_within_1e_2") else {
+        return;
+    };
+    for (op, m, n, k) in gemm_shapes() {
+        let (da, db, want, scale) = gemm_case(&mut rng, op, m, n, k);
+        let (mut ha, mut hb) = (Buf::<u16>::zeros(m * k).unwrap(), Buf::<u16>::zeros(k * n).unwrap());
+        ha.fill_u8(0xff).unwrap();
+        hb.fill_u8(0xff).unwrap();
+        g.to_bf16(m * k, &da, &mut ha).unwrap();
+        g.to_bf16(k * n, &db, &mut hb).unwrap();
+        let mut c = poisoned(m * n);
+        g.gemm_bf16(op, m, n, k, 1.0, &ha, &hb, 0.0, &mut c).unwrap();
+        let e = rel_err(&c.download().unwrap(), &want, &scale, 1e-30);
+        assert!(e < 1e-2, "bf16 {op:?} {m}x{n}x{k}: relative error {e:e}");
     }
 }
 
 #[test]
 fn f32_to_bf16_rounds_like_half() {
-    let Some(g) = gpu("f32_to_bf16_rounds_like_half") else {
+    let Some((g, mut rng)) = gpu_and_rng("f32_to_bf16_rounds_like_half") else {
         return;
     };
-    let mut rng = test_rng("f32_to_bf16_rounds_like_half");
     let mut x = randn(&mut rng, 10_001, 100.0);
     x.extend([
         0.0,
@@ -353,10 +370,9 @@ fn f32_to_bf16_rounds_like_half() {
 
 #[test]
 fn bias_activation_forward_backward_and_column_sums() {
-    let Some(g) = gpu("bias_activation_forward_backward_and_column_sums") else {
+    let Some((g, mut rng)) = gpu_and_rng("bias_activation_forward_backward_and_column_sums") else {
         return;
     };
-    let mut rng = test_rng("bias_activation_forward_backward_and_column_sums");
     for &(rows, cols) in &[(1, 1), (5, 33), (257, 129), (1000, 7), (64, 2048)] {
         for act in [Act::Identity, Act::LeakyRelu(0.0), Act::LeakyRelu(0.01), Act::Tanh] {
             let x = randn(&mut rng, rows * cols, 2.0);
@@ -427,10 +443,9 @@ fn bias_activation_forward_backward_and_column_sums() {
 
 #[test]
 fn masked_log_softmax_forward_backward_gather() {
-    let Some(g) = gpu("masked_log_softmax_forward_backward_gather") else {
+    let Some((g, mut rng)) = gpu_and_rng("masked_log_softmax_forward_backward_gather") else {
         return;
     };
-    let mut rng = test_rng("masked_log_softmax_forward_backward_gather");
     for &(rows, cols) in &[(1, 1), (3, 2), (100, 21), (77, 33), (513, 100), (9, 1000)] {
         let x = randn(&mut rng, rows * cols, 3.0);
         let mask = random_mask(&mut rng, rows, cols, 0.6);
@@ -514,10 +529,9 @@ fn masked_log_softmax_forward_backward_gather() {
 
 #[test]
 fn philox_matches_host_twin() {
-    let Some(g) = gpu("philox_matches_host_twin") else {
+    let Some((g, mut rng)) = gpu_and_rng("philox_matches_host_twin") else {
         return;
     };
-    let mut rng = test_rng("philox_matches_host_twin");
     for n in [1usize, 31, 1000, 65_537] {
         let (seed, hi, step): (u64, u32, u32) = (rng.gen(), rng.gen(), rng.gen_range(0..1000));
         let mut out = Buf::<u32>::zeros(n).unwrap();
@@ -533,10 +547,9 @@ fn philox_matches_host_twin() {
 
 #[test]
 fn categorical_sampling_matches_reference_rule() {
-    let Some(g) = gpu("categorical_sampling_matches_reference_rule") else {
+    let Some((g, mut rng)) = gpu_and_rng("categorical_sampling_matches_reference_rule") else {
         return;
     };
-    let mut rng = test_rng("categorical_sampling_matches_reference_rule");
     let mut near_ties = 0;
     let mut total = 0;
     for &(rows, cols) in &[(1, 1), (1000, 5), (4097, 21), (300, 33), (50, 300)] {
@@ -631,10 +644,9 @@ fn losses() -> [RegressionLoss; 5] {
 
 #[test]
 fn tb_residuals_losses_and_reductions() {
-    let Some(g) = gpu("tb_residuals_losses_and_reductions") else {
+    let Some((g, mut rng)) = gpu_and_rng("tb_residuals_losses_and_reductions") else {
         return;
     };
-    let mut rng = test_rng("tb_residuals_losses_and_reductions");
     for batch in [1usize, 7, 256, 1000, 4097].into_iter().filter(|&b| !EMU || b <= 256) {
         let lens: Vec<usize> = (0..batch).map(|_| rng.gen_range(1..31)).collect();
         let mut offsets = vec![0u32];
@@ -766,10 +778,9 @@ fn tb_residuals_losses_and_reductions() {
 
 #[test]
 fn adam_matches_cpu_optimizer() {
-    let Some(g) = gpu("adam_matches_cpu_optimizer") else {
+    let Some((g, mut rng)) = gpu_and_rng("adam_matches_cpu_optimizer") else {
         return;
     };
-    let mut rng = test_rng("adam_matches_cpu_optimizer");
     for kind in [AdamKind::Adam, AdamKind::AdamW] {
         for n in [1usize, 1000, 70_001] {
             let w0 = randn(&mut rng, n, 1.0);
