@@ -134,15 +134,6 @@ impl CpuStep {
     ) -> Result<GpuStepStats, GpuError> {
         let (value, log_z, mut grads) = self.loss_and_grads(traj, log_r, objective)?;
         let stats = self.adam.step(&mut self.store, &mut grads)?;
-        Ok(GpuStepStats {
-            loss: value,
-            log_z,
-            grad_norm: stats.grad_norm,
-            clipped: stats.clipped,
-            lr: stats.lr,
-            mean_log_r: log_r.iter().sum::<f64>() / log_r.len() as f64,
-            batch: traj.len(),
-            transitions: traj.n_transitions(),
-        })
+        Ok(GpuStepStats::of_update(value, log_z, stats, traj, log_r))
     }
 }

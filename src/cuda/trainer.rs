@@ -32,7 +32,7 @@ use super::ops::AdamScalars;
 use super::{Act, Buf, GemmOp, Gpu, GpuError};
 use crate::autodiff::Tape;
 use crate::env::{Environment, LogReward};
-use crate::nn::{Adam, AdamKind, ParamStore};
+use crate::nn::{Adam, AdamKind, ParamStore, StepStats};
 use crate::objective::{ControlVariate, Objective, ObjectiveConfig, Terms};
 use crate::policy::Policy;
 use crate::sampler::{in_trajectory_order, uniform_log_pb, Drawn, Exploration, Trajectories};
@@ -55,6 +55,23 @@ pub struct GpuStepStats {
     /// Trajectories and transitions in the batch.
     pub batch: usize,
     pub transitions: usize,
+}
+
+impl GpuStepStats {
+    /// The stats of one update on `traj` (`log_r`: `log R` per trajectory): the objective's
+    /// value `loss` and `log_z` before it, and the optimizer's per-group `stats`.
+    pub(crate) fn of_update<S>(loss: f64, log_z: f64, stats: StepStats, traj: &Trajectories<S>, log_r: &[f64]) -> Self {
+        GpuStepStats {
+            loss,
+            log_z,
+            grad_norm: stats.grad_norm,
+            clipped: stats.clipped,
+            lr: stats.lr,
+            mean_log_r: log_r.iter().sum::<f64>() / log_r.len() as f64,
+            batch: traj.len(),
+            transitions: traj.n_transitions(),
+        }
+    }
 }
 
 /// Options of a GPU step.
@@ -612,21 +629,11 @@ impl GpuTrainer {
         }
         let sq = ws.norms.download()?;
         let stats = self.adam_update(&sq)?;
-        Ok(GpuStepStats {
-            loss: loss_value,
-            log_z,
-            grad_norm: stats.0,
-            clipped: stats.1,
-            lr: stats.2,
-            mean_log_r: log_r.iter().sum::<f64>() / b as f64,
-            batch: b,
-            transitions: rows,
-        })
+        Ok(GpuStepStats::of_update(loss_value, log_z, stats, traj, log_r))
     }
 
     /// Adam with the engine's semantics: non-finite gradients refused, per-group clipping.
-    #[allow(clippy::type_complexity)]
-    fn adam_update(&mut self, sq: &[f64]) -> Result<(Vec<f64>, Vec<bool>, Vec<f64>), GpuError> {
+    fn adam_update(&mut self, sq: &[f64]) -> Result<StepStats, GpuError> {
         let ng = self.adam.groups.len();
         let mut group_sq = vec![0.0f64; ng];
         for (&s, &k) in sq.iter().zip(&self.member) {
@@ -683,7 +690,11 @@ impl GpuTrainer {
                 hp,
             )?;
         }
-        Ok((norms, clipped, lrs))
+        Ok(StepStats {
+            grad_norm: norms,
+            clipped,
+            lr: lrs,
+        })
     }
 
     /// Sample, reward, train: one full step. Returns the stats and the trajectories.
