@@ -245,9 +245,9 @@ impl Gpu {
         }
         let (code, slope) = act.code();
         let (r, c) = dims(rows, cols)?;
-        let out = y.unwrap_or(x).ptr();
+        let (grid, out) = (grid_1d(rows * cols), y.unwrap_or(x).ptr());
         // SAFETY: sizes checked above; the kernel is elementwise, so x may be both input and output.
-        unsafe { self.bias_act_fwd(grid_1d(rows * cols), BLOCK, r, c, x.ptr(), bias.ptr(), code, slope, out) }
+        unsafe { self.bias_act_fwd(grid, BLOCK, r, c, x.ptr(), bias.ptr(), code, slope, out) }
     }
 
     /// `dx = dy * act'` from the activation output `y`.
@@ -263,20 +263,9 @@ impl Gpu {
         need!("act_bwd", y: rows * cols, dy: rows * cols, dx: rows * cols);
         let (code, slope) = act.code();
         let (r, c) = dims(rows, cols)?;
+        let grid = grid_1d(rows * cols);
         // SAFETY: sizes checked above.
-        unsafe {
-            self.act_bwd(
-                grid_1d(rows * cols),
-                BLOCK,
-                r,
-                c,
-                y.ptr(),
-                dy.ptr(),
-                code,
-                slope,
-                dx.ptr(),
-            )
-        }
+        unsafe { self.act_bwd(grid, BLOCK, r, c, y.ptr(), dy.ptr(), code, slope, dx.ptr()) }
     }
 
     /// In-place `d = d * act'` from the activation output `y`.
@@ -291,20 +280,9 @@ impl Gpu {
         need!("act_bwd", y: rows * cols, d: rows * cols);
         let (code, slope) = act.code();
         let (r, c) = dims(rows, cols)?;
+        let grid = grid_1d(rows * cols);
         // SAFETY: sizes checked above; elementwise, so d may be both input and output.
-        unsafe {
-            self.act_bwd(
-                grid_1d(rows * cols),
-                BLOCK,
-                r,
-                c,
-                y.ptr(),
-                d.ptr(),
-                code,
-                slope,
-                d.ptr(),
-            )
-        }
+        unsafe { self.act_bwd(grid, BLOCK, r, c, y.ptr(), d.ptr(), code, slope, d.ptr()) }
     }
 
     /// `out[j] = sum_i x[i, j] + beta out[j]`.
