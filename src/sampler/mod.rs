@@ -609,4 +609,28 @@ mod tests {
         };
         assert_eq!(choose(&[0.5, 1.0], &[true, true], hot, &mut [0.0; 2], &mut rng).1, None);
     }
+
+    #[test]
+    fn choose_draws_from_the_tempered_softmax_mixed_with_uniform() {
+        // at temperature 2 the logits 0, 2 ln 2, 2 ln 5 weigh 1 : 2 : 5 (the
+        // large logit is masked); with epsilon 1/4 the probabilities are
+        // 3/4 * (1, 2, 5)/8 + 1/4 * 1/3 = (17, 26, 53)/96
+        let logits = [0.0, 2.0 * 2f32.ln(), 9.0, 2.0 * 5f32.ln()];
+        let mask = [true, true, false, true];
+        let explore = Exploration {
+            temperature: 2.0,
+            epsilon: 0.25,
+        };
+        let (mut rng, mut probs, n) = (rng::keyed(3, 0, 0), [0f64; 4], 40_000);
+        let mut counts = [0usize; 4];
+        for _ in 0..n {
+            counts[choose(&logits, &mask, explore, &mut probs, &mut rng).0] += 1;
+        }
+        // a frequency's standard deviation is below 0.0025: 4 of them allowed
+        for (j, want) in [17.0 / 96.0, 26.0 / 96.0, 0.0, 53.0 / 96.0].into_iter().enumerate() {
+            let freq = counts[j] as f64 / n as f64;
+            assert!((freq - want).abs() < 0.01, "action {j}: {freq} vs {want}");
+        }
+        assert_eq!(counts[2], 0, "a masked action is never drawn");
+    }
 }
