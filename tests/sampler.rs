@@ -3,7 +3,7 @@
 use gflownet::autodiff::Tape;
 use gflownet::env::{Environment, HyperGrid, HyperGridReward, HyperGridState, Peptide};
 use gflownet::metrics::exact_terminal_distribution;
-use gflownet::nn::{Activation, ParamStore};
+use gflownet::nn::{Activation, Csr, ParamStore};
 use gflownet::policy::{BackwardPolicy, Policy, PolicyConfig};
 use gflownet::rng;
 use gflownet::sampler::{Exploration, Sampler, Trajectories};
@@ -496,4 +496,124 @@ fn flop_counts_follow_the_layer_shapes() {
     // the backward pass: a weight and an input gradient per layer, but no
     // input gradient for the first layer (its input is the state features)
     assert_eq!(policy.backward_flops(&t.features), 2.0 * rows * dense + first);
+}
+
+#[test]
+fn backward_sampling_draws_each_parent_with_its_p_b() {
+    // (1, 1) has two parents, (0, 1) by backward action 0 and (1, 0) by backward
+    // action 1, each with a single parent: P_B(1 | (1, 1)) alone settles the path,
+    // and backward action 1 makes the path's first forward step +x (action 0)
+    let grid = HyperGrid::new(2, 3).unwrap();
+    let x = HyperGridState {
+        coords: vec![1, 1],
+        done: true,
+    };
+    for backward in [BackwardPolicy::Uniform, BackwardPolicy::Learned] {
+        let (policy, store) = policy_for(&grid, 7, backward, 1.0);
+        let want = match backward {
+            BackwardPolicy::Uniform => 0.5,
+            BackwardPolicy::Learned => {
+                // the softmax of the head's two logits at (1, 1), computed apart
+                let mut f = Csr::new(grid.feature_dim());
+                grid.encode_sparse(&grid.unterminate(&x).0, &mut f);
+                let pb = policy.infer(&store, &f).1.unwrap();
+                1.0 / (1.0 + (pb[[0, 0]] as f64 - pb[[0, 1]] as f64).exp())
+            }
+        };
+        assert!((0.2..0.8).contains(&want), "{backward:?}: P_B {want} tells little");
+        let n = 4000;
+        let mut sampler = Sampler::new(2);
+        let t = sampler.sample_backward(&grid, &policy, &store, &vec![x.clone(); n]);
+        assert_eq!(
+            sampler.drawn, n as u64,
+            "each trajectory drawn takes a stream key of its own"
+        );
+        let via_x = t.offsets[..n].iter().filter(|&&o| t.actions[o] == 0).count();
+        // the frequency's standard deviation is below 0.008
+        let freq = via_x as f64 / n as f64;
+        assert!((freq - want).abs() < 0.03, "{backward:?}: {freq} vs P_B {want}");
+    }
+}
+
+#[test]
+fn path_sums_add_every_transition_of_their_trajectory() {
+    let pep = Peptide::new(2, 5).unwrap();
+    let (policy, store) = policy_for(&pep, 3, BackwardPolicy::Uniform, 2.0);
+    let mut t = Sampler::new(1).sample(&pep, &policy, &store, 6, Exploration::ON_POLICY);
+    // row r holds r (and -2 r): trajectory b's sum is lo + ... + (hi - 1) over its rows
+    t.log_pf = (0..t.n_transitions()).map(|r| r as f32).collect();
+    t.log_pb = (0..t.n_transitions()).map(|r| -2.0 * r as f32).collect();
+    let (pf, pb) = (t.sum_log_pf(), t.sum_log_pb());
+    assert_eq!((pf.len(), pb.len()), (6, 6));
+    for b in 0..6 {
+        let (lo, hi) = (t.offsets[b], t.offsets[b + 1]);
+        assert!(hi - lo >= 3, "two residues at least, then STOP");
+        let want = ((lo + hi - 1) * (hi - lo) / 2) as f64;
+        assert_eq!((pf[b], pb[b]), (want, -2.0 * want), "trajectory {b}");
+    }
+}
+
+#[test]
+fn kept_activations_give_each_transition_its_own_log_f_and_entropy() {
+    // the sampler keeps its rows step after step; the flow head's values and
+    // the entropies must come back in the transitions' order, as on the tape
+    let grid = HyperGrid::new(2, 5).unwrap();
+    let (policy, store) = policy_for(&grid, 4, BackwardPolicy::Uniform, 1.0);
+    let mut t = Sampler::new(6).sample_with_activations(&grid, &policy, &store, 6, Exploration::ON_POLICY);
+    let kept = t.activations.take().expect("kept");
+    let order = kept.order.clone().expect("kept step by step");
+    assert!(order.iter().enumerate().any(|(t, &r)| t != r), "another order");
+    let log_r = vec![0.0; t.len()];
+    let values = |acts: Option<gflownet::policy::Activations>| {
+        let mut tape = Tape::<f32>::new();
+        let p = store.bind(&mut tape);
+        let terms = match acts {
+            Some(a) => policy.terms_sampled(&mut tape, &p, &t, &log_r, a),
+            None => policy.terms(&mut tape, &p, &t, &log_r),
+        };
+        let [f, h] = [terms.log_f.unwrap(), terms.entropy.unwrap()].map(|v| bits(tape.value(v)));
+        (f, h)
+    };
+    assert_eq!(values(Some(kept)), values(None));
+}
+
+#[test]
+fn log_z_starts_at_its_configured_value() {
+    let grid = HyperGrid::new(2, 3).unwrap();
+    let cfg = PolicyConfig {
+        hidden: vec![8],
+        log_z_init: 2.5,
+        ..PolicyConfig::default()
+    };
+    let (policy, store) = built(&grid, &cfg, 1);
+    assert_eq!(store.value(policy.log_z)[[0, 0]], 2.5);
+}
+
+/// The feature columns of `s` holding a 1, by [`Environment::encode_sparse`]
+/// and by [`Environment::encode`] (which must agree).
+fn ones<E: Environment>(env: &E, s: &E::State) -> Vec<u32> {
+    let mut sparse = Csr::new(env.feature_dim());
+    env.encode_sparse(s, &mut sparse);
+    let mut dense = vec![0f32; env.feature_dim()];
+    env.encode(s, &mut dense);
+    let cols = sparse.row(0).0.to_vec();
+    assert!(sparse.row(0).1.iter().all(|&v| v == 1.0));
+    let dense_ones: Vec<u32> = (0..dense.len() as u32).filter(|&j| dense[j as usize] == 1.0).collect();
+    assert_eq!(cols, dense_ones);
+    assert_eq!(dense.iter().sum::<f32>(), cols.len() as f32);
+    cols
+}
+
+#[test]
+fn encodings_put_their_ones_where_documented() {
+    // HyperGrid, height 3: column i * 3 + coords[i]
+    let grid = HyperGrid::new(2, 3).unwrap();
+    let at = |coords: Vec<usize>| ones(&grid, &HyperGridState { coords, done: false });
+    assert_eq!(at(vec![2, 1]), [2, 4]);
+    assert_eq!(at(vec![1, 0]), [1, 3]);
+    assert_eq!(at(vec![0, 1]), [0, 4]);
+    // Peptide over A, C, D: column p * 3 + residue at position p
+    let pep = Peptide::with_alphabet(b"ACD", 1, 4).unwrap();
+    assert_eq!(ones(&pep, &pep.parse("DA").unwrap()), [2, 3]);
+    assert_eq!(ones(&pep, &pep.parse("ACDD").unwrap()), [0, 4, 8, 11]);
 }
