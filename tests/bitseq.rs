@@ -220,3 +220,23 @@ fn short_training_raises_the_mean_log_reward() {
     assert!(last > first + 4.0, "mean log R {first:.2} -> {last:.2}");
     assert!(last > -10.0, "mean log R at the end {last:.2}");
 }
+
+#[test]
+fn the_encoding_is_one_hot_per_filled_slot() {
+    // 8 bits in slots of 4: column slot * 16 + word, by either encoding
+    let env = BitSequence::new(8, 4).unwrap();
+    for (words, want) in [
+        (vec![None, Some(5)], vec![21u32]),
+        (vec![Some(3), Some(5)], vec![3, 21]),
+        (vec![Some(5), None], vec![5]),
+    ] {
+        let s = BitSequenceState { words, done: false };
+        let mut sparse = gflownet::nn::Csr::new(env.feature_dim());
+        env.encode_sparse(&s, &mut sparse);
+        assert_eq!(sparse.row(0).0, want.as_slice(), "{s:?}");
+        let mut dense = vec![0f32; env.feature_dim()];
+        env.encode(&s, &mut dense);
+        let dense_ones: Vec<u32> = (0..32).filter(|&j| dense[j as usize] == 1.0).collect();
+        assert_eq!(dense_ones, want, "{s:?}");
+    }
+}
