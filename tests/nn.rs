@@ -213,3 +213,81 @@ fn mlp_gradients_match_finite_differences() {
         assert!(r.max_error < 1e-6, "{act:?}: {r:?}");
     }
 }
+
+#[test]
+fn weight_decay_is_added_to_the_gradient_for_adam_and_to_the_weight_for_adamw() {
+    // one weight at 1, a zero gradient, rate 0.1, weight decay 0.5. Adam: the
+    // gradient becomes 0.5 * w = 0.5, and a first step moves by the rate: 0.9.
+    // AdamW: no gradient, no move; the weight shrinks by rate * decay: 0.95.
+    for (kind, want) in [(AdamKind::Adam, 0.9), (AdamKind::AdamW, 0.95)] {
+        let mut store = ParamStore::<f64>::new();
+        let id = store.add("w", "net", Array2::from_elem((1, 1), 1.0));
+        let mut group = GroupConfig::new("net", 0.1);
+        group.weight_decay = 0.5;
+        let mut opt = Adam::new(kind, vec![group], &store).unwrap();
+        opt.step(&mut store, &mut [Array2::zeros((1, 1))]).unwrap();
+        let w = store.value(id)[[0, 0]];
+        assert!((w - want).abs() < 1e-7, "{kind:?}: {w} vs {want}");
+    }
+}
+
+#[test]
+fn clipping_scales_a_group_to_the_clip_norm_over_all_its_weights() {
+    // two weights of one group: gradients (3e3, 4e3), norm 5e3, clipped to norm
+    // 5 are (3, 4); then (3, 4) again, not clipped. Under a constant gradient
+    // each Adam step moves each weight by the rate: both end at -2 * 0.1.
+    let mut store = ParamStore::<f64>::new();
+    let a = store.add("a", "net", Array2::zeros((1, 1)));
+    let b = store.add("b", "net", Array2::zeros((1, 1)));
+    let mut group = GroupConfig::new("net", 0.1);
+    group.clip_norm = Some(5.0);
+    let mut opt = Adam::new(AdamKind::Adam, vec![group], &store).unwrap();
+    for (scale, clipped) in [(1e3, true), (1.0, false)] {
+        let mut grads = [
+            Array2::from_elem((1, 1), 3.0 * scale),
+            Array2::from_elem((1, 1), 4.0 * scale),
+        ];
+        let stats = opt.step(&mut store, &mut grads).unwrap();
+        assert_eq!(stats.clipped, [clipped]);
+        assert!((stats.grad_norm[0] - 5.0 * scale).abs() < 1e-9 * scale);
+    }
+    for id in [a, b] {
+        let w = store.value(id)[[0, 0]];
+        assert!((w + 0.2).abs() < 1e-7, "{w}");
+    }
+}
+
+#[test]
+fn the_schedule_gives_the_first_step_the_factor_of_step_zero() {
+    // warm-up over 4 steps: factors 1/4, 2/4, 3/4, then 1; under a constant
+    // gradient each Adam step moves the weight by that step's rate
+    let mut store = ParamStore::<f64>::new();
+    let id = store.add("w", "net", Array2::zeros((1, 1)));
+    let mut group = GroupConfig::new("net", 0.4);
+    group.schedule = Schedule::Warmup { warmup: 4 };
+    let mut opt = Adam::new(AdamKind::Adam, vec![group], &store).unwrap();
+    let mut want = 0.0;
+    for factor in [0.25, 0.5, 0.75, 1.0, 1.0] {
+        let stats = opt.step(&mut store, &mut [Array2::from_elem((1, 1), 1.0)]).unwrap();
+        assert!((stats.lr[0] - 0.4 * factor).abs() < 1e-12, "{:?}", stats.lr);
+        want -= 0.4 * factor;
+        assert!((store.value(id)[[0, 0]] - want).abs() < 1e-7);
+    }
+}
+
+#[test]
+fn an_infinite_gradient_is_refused_like_a_nan() {
+    for bad in [f32::INFINITY, f32::NEG_INFINITY] {
+        let mut store = ParamStore::<f32>::new();
+        store.add("w", "net", Array2::from_elem((1, 2), 1.0));
+        let mut opt = Adam::new(AdamKind::Adam, vec![GroupConfig::new("net", 0.1)], &store).unwrap();
+        let before = store.clone();
+        let mut grads = vec![ndarray::array![[bad, 1.0]]];
+        assert!(
+            matches!(opt.step(&mut store, &mut grads), Err(Error::Numeric(_))),
+            "{bad}"
+        );
+        assert_eq!(store, before);
+        assert_eq!(opt.step, 0);
+    }
+}
