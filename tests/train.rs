@@ -421,3 +421,25 @@ fn step_timings_count_the_states_and_work_of_the_batch() {
         "the batches' sizes vary, and the timings follow them: {seen:?}"
     );
 }
+
+/// Early stopping counts the evaluations without a better mean reward across
+/// a resume: the checkpoint carries the count.
+#[test]
+fn a_resumed_run_stops_early_where_the_uninterrupted_run_does() {
+    let mut c = small_grid();
+    c.eval.every = 1;
+    c.eval.patience = 2;
+    c.checkpoint_every = 1;
+    let full = tmp("patience-full");
+    let stopped = start(c.clone(), &full, &mut Quiet).unwrap().steps;
+    assert!(stopped < c.steps, "the run stops early");
+    // crash in the step it stopped after: the checkpoint a step before counts
+    // one evaluation without improvement, and the next one ends the run
+    let dir = tmp("patience");
+    let r = catch_unwind(AssertUnwindSafe(|| start(c.clone(), &dir, &mut CrashAt(stopped - 1))));
+    assert!(r.is_err(), "the crash happened");
+    assert_eq!(resume(&dir, &mut Quiet).unwrap().steps, stopped);
+    for f in ["metrics.jsonl", "eval.jsonl", "checkpoint/weights.safetensors"] {
+        assert_eq!(read(&full.join(f)), read(&dir.join(f)), "{f} differs");
+    }
+}
