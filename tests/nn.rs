@@ -291,3 +291,13 @@ fn an_infinite_gradient_is_refused_like_a_nan() {
         assert_eq!(opt.step, 0);
     }
 }
+
+#[test]
+fn inverse_time_is_one_over_one_plus_steps_over_the_half_life() {
+    // not merely halved at the half-life: a quarter at three half-lives (an
+    // exponential decay would give an eighth), two thirds at half of one
+    let h = Schedule::InverseTime { half_life: 100.0 };
+    assert_eq!(h.factor(0), 1.0);
+    assert!((h.factor(300) - 0.25).abs() < 1e-12, "{}", h.factor(300));
+    assert!((h.factor(50) - 2.0 / 3.0).abs() < 1e-12, "{}", h.factor(50));
+}
