@@ -617,3 +617,19 @@ fn encodings_put_their_ones_where_documented() {
     assert_eq!(ones(&pep, &pep.parse("DA").unwrap()), [2, 3]);
     assert_eq!(ones(&pep, &pep.parse("ACDD").unwrap()), [0, 4, 8, 11]);
 }
+
+#[test]
+fn terminal_states_have_no_valid_action() {
+    let grid = HyperGrid::new(2, 3).unwrap();
+    let mut m = vec![true; grid.n_actions()];
+    for coords in [vec![0, 0], vec![2, 2], vec![1, 2]] {
+        grid.forward_mask(&HyperGridState { coords, done: true }, &mut m);
+        assert!(m.iter().all(|&v| !v), "{m:?}");
+    }
+    let pep = Peptide::new(2, 3).unwrap();
+    let mut m = vec![true; pep.n_actions()];
+    for x in ["AC", "ACD"] {
+        pep.forward_mask(&pep.parse(x).unwrap(), &mut m);
+        assert!(m.iter().all(|&v| !v), "{x}");
+    }
+}
