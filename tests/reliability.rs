@@ -112,7 +112,11 @@ fn finish(cmd: &mut Command) -> Output {
 /// so on until a launch finishes; then compares every run file with the
 /// uninterrupted run. The delays (uniform below `2 span / kills`, `span` the
 /// uninterrupted run's duration) spread about `kills` kills over the run:
-/// process start, training, evaluation and saving alike.
+/// process start, training, evaluation and saving alike. Their bound doubles
+/// after every `kills` launches, so that a machine that has become slower
+/// than it was for the uninterrupted run still lets a launch finish (with a
+/// fixed bound, a machine under load once killed all 400 launches); a
+/// launch that finishes before its delay is not waited for.
 fn kill_and_resume(steps: u64, kills: usize, seed: u64) -> usize {
     let config = small_config(steps);
     let cfg = write_config(&config, &format!("kill-{seed}"));
@@ -127,7 +131,12 @@ fn kill_and_resume(steps: u64, kills: usize, seed: u64) -> usize {
     for launches in 1.. {
         assert!(launches <= 100 * kills, "the run never finished ({killed} kills)");
         let mut child = launch(&cfg, &dir).spawn().expect("spawn train");
-        std::thread::sleep(Duration::from_secs_f64(rng.gen_range(0.0..2.0 * span / kills as f64)));
+        let doublings = ((launches - 1) / kills).min(20) as i32;
+        let delay = rng.gen_range(0.0..2.0 * span / kills as f64 * 2f64.powi(doublings));
+        let deadline = Instant::now() + Duration::from_secs_f64(delay);
+        while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
