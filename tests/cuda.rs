@@ -326,6 +326,31 @@ fn gemm_f32_matches_f64() {
 }
 
 #[test]
+fn short_buffers_are_refused_with_the_kernel_and_the_buffer_named() {
+    let Some(g) = gpu("short_buffers_are_refused_with_the_kernel_and_the_buffer_named") else {
+        return;
+    };
+    let buf = |n| Buf::<f32>::zeros(n).unwrap();
+    let (a, b, mut c) = (buf(6), buf(6), buf(4));
+    // 2x3 · 3x2 fits; a 2x4 `a` (8 entries) does not
+    g.gemm(GemmOp::NN, 2, 2, 3, 1.0, &a, &b, 0.0, &mut c).unwrap();
+    let e = g.gemm(GemmOp::NN, 2, 2, 4, 1.0, &a, &b, 0.0, &mut c).unwrap_err();
+    assert_eq!(e.to_string(), "GPU kernel arguments: gemm a holds 6 elements, needs 8");
+    // bias and activation: the inputs checked first, then the output
+    let (x, bias, mut y) = (buf(6), buf(3), buf(5));
+    let e = g.bias_act(2, 3, &x, &bias, Act::Tanh, &mut y).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "GPU kernel arguments: bias_act y holds 5 elements, needs 6"
+    );
+    let e = g.bias_act(2, 3, &x, &buf(2), Act::Tanh, &mut y).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "GPU kernel arguments: bias_act bias holds 2 elements, needs 3"
+    );
+}
+
+#[test]
 fn gemm_bf16_within_1e_2() {
     let Some((g, mut rng)) = gpu_and_rng("gemm_bf16_within_1e_2") else {
         return;
