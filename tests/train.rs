@@ -443,3 +443,60 @@ fn a_resumed_run_stops_early_where_the_uninterrupted_run_does() {
         assert_eq!(read(&full.join(f)), read(&dir.join(f)), "{f} differs");
     }
 }
+
+/// `evaluate` reports `R(x)` itself (not `R(x)^beta`), statistics of those
+/// rewards, the calibration slope of `log P_F` on `beta log R`, and the exact
+/// `log Z` of the tempered target. On a 4x4 grid with `R = 1 + x0 + 4 x1` the
+/// rewards are 1..=16, so `Z = sum R^2 = 16 * 17 * 33 / 6 = 1496` for beta 2.
+#[test]
+fn evaluation_reports_untempered_rewards_and_the_tempered_target() {
+    let reward = |xs: &[HyperGridState]| -> gflownet::error::Result<Vec<f64>> {
+        Ok(xs.iter().map(|x| ((1 + x.coords[0] + 4 * x.coords[1]) as f64).ln()).collect())
+    };
+    let mut c = TrainConfig::hypergrid_default(2, 4);
+    c.policy.hidden = vec![8];
+    c.reward.exponent = 2.0;
+    c.eval.samples = 40;
+    let mut t = Trainer::new(c, HyperGrid::new(2, 4).unwrap(), reward).unwrap();
+    let (rep, samples) = t.evaluate().unwrap();
+    assert_eq!((rep.n, samples.len()), (40, 40));
+    let r: Vec<f64> = samples.iter().map(|s| s.reward).collect();
+    for s in &samples {
+        let x: Vec<f64> = s.object.split(',').map(|v| v.parse().unwrap()).collect();
+        assert!((s.reward - (1.0 + x[0] + 4.0 * x[1])).abs() < 1e-9, "{} -> {}", s.object, s.reward);
+    }
+    let mean = r.iter().sum::<f64>() / 40.0;
+    assert!((rep.mean_reward - mean).abs() < 1e-9);
+    // top 10% of 40 samples: the 4 largest
+    let mut sorted = r.clone();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    assert!((rep.top10_reward - sorted[..4].iter().sum::<f64>() / 4.0).abs() < 1e-9);
+    // least-squares slope of y = log P_F on x = 2 ln R
+    let x: Vec<f64> = r.iter().map(|v| 2.0 * v.ln()).collect();
+    let y: Vec<f64> = samples.iter().map(|s| s.log_pf).collect();
+    let (mx, my) = (x.iter().sum::<f64>() / 40.0, y.iter().sum::<f64>() / 40.0);
+    let sxy: f64 = x.iter().zip(&y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let sxx: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
+    assert!((rep.calibration_slope.unwrap() - sxy / sxx).abs() < 1e-9);
+    let exact = rep.exact.unwrap();
+    assert!((exact.true_log_z - 1496f64.ln()).abs() < 1e-9, "{}", exact.true_log_z);
+    assert!((exact.log_z_error - (t.log_z() - 1496f64.ln()).abs()).abs() < 1e-9);
+}
+
+/// The random baseline's `log P(x)` counts only the valid actions. On a 1-D
+/// grid of height 3 the uniform policy exits at 0 with probability 1/2 and
+/// reaches 1 and 2 with 1/4 each (at 2 only the exit is valid), so with
+/// `R = P` it samples exactly `R / Z`: Pearson 1, slope 1.
+#[test]
+fn random_baseline_is_calibrated_when_the_reward_is_its_own_distribution() {
+    let reward = |xs: &[HyperGridState]| -> gflownet::error::Result<Vec<f64>> {
+        Ok(xs.iter().map(|x| [0.5f64, 0.25, 0.25][x.coords[0]].ln()).collect())
+    };
+    let mut c = TrainConfig::hypergrid_default(1, 3);
+    c.policy.hidden = vec![8];
+    c.eval.samples = 64;
+    let mut t = Trainer::new(c, HyperGrid::new(1, 3).unwrap(), reward).unwrap();
+    let rep = t.evaluate_random_baseline().unwrap();
+    assert!((rep.calibration_pearson.unwrap() - 1.0).abs() < 1e-9, "{rep:?}");
+    assert!((rep.calibration_slope.unwrap() - 1.0).abs() < 1e-9, "{rep:?}");
+}
