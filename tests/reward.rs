@@ -198,6 +198,64 @@ fn hydrophobic_moment_values() {
     assert_close!(hydrophobic_moment("AR", 0, 100.0).unwrap(), 2.53, 1e-12);
 }
 
+/// One residue at a time, in the order the scales are usually printed (ARNDCQEGHILKMFPSTWYV,
+/// not the tables' alphabetical order): GRAVY is the Kyte & Doolittle (1982) value, the
+/// hydrophobic moment (window 1) the magnitude of the Eisenberg (1984) consensus value, and
+/// the Boman index minus the Boman (2003) value (P has none in the `peptides` package: 0).
+#[test]
+fn single_residues_give_the_published_scale_values() {
+    let table: [(char, f64, f64, f64); 20] = [
+        ('A', 1.8, 0.62, 1.81),
+        ('R', -4.5, -2.53, -14.92),
+        ('N', -3.5, -0.78, -6.64),
+        ('D', -3.5, -0.90, -8.72),
+        ('C', 2.5, 0.29, 1.28),
+        ('Q', -3.5, -0.85, -5.54),
+        ('E', -3.5, -0.74, -6.81),
+        ('G', -0.4, 0.48, 0.94),
+        ('H', -3.2, -0.40, -4.66),
+        ('I', 4.5, 1.38, 4.92),
+        ('L', 3.8, 1.06, 4.92),
+        ('K', -3.9, -1.50, -5.55),
+        ('M', 1.9, 0.64, 2.35),
+        ('F', 2.8, 1.19, 2.98),
+        ('P', -1.6, 0.12, 0.0),
+        ('S', -0.8, -0.18, -3.40),
+        ('T', -0.7, -0.05, -2.57),
+        ('W', -0.9, 0.81, 2.33),
+        ('Y', -1.3, 0.26, -0.14),
+        ('V', 4.2, 1.08, 4.04),
+    ];
+    for (c, kd, eisenberg, boman) in table {
+        let s = c.to_string();
+        assert_close!(gravy(&s).unwrap(), kd, 1e-12);
+        assert_close!(hydrophobic_moment(&s, 11, 100.0).unwrap(), eisenberg.abs(), 1e-12);
+        assert_close!(boman_index(&s).unwrap(), -boman, 1e-12);
+    }
+}
+
+/// Every ionisable residue at several pH values, against the independent
+/// Henderson-Hasselbalch sum (FLPV has no H, D, E or Y).
+#[test]
+fn net_charge_of_every_ionisable_residue() {
+    for s in ["H", "Y", "C", "D", "E", "K", "R", AMINO_ACIDS] {
+        for ph in [3.0, 6.5, 7.0, 8.5, 10.1] {
+            assert_close!(net_charge(s, ph).unwrap(), hh_charge(s, ph), 1e-12);
+        }
+    }
+    // At pH = pKa(His) = 6.5 the side chain carries exactly +1/2.
+    let termini = 1.0 / (1.0 + 10f64.powf(6.5 - 8.6)) - 1.0 / (1.0 + 10f64.powf(3.6 - 6.5));
+    assert_close!(net_charge("H", 6.5).unwrap(), 0.5 + termini, 1e-12);
+}
+
+/// Sequences with 128 or more copies of a residue (past the cached `k ln k` table).
+#[test]
+fn entropy_of_long_sequences() {
+    assert_close!(normalized_entropy(&"A".repeat(200)).unwrap(), 0.0, 1e-12);
+    let half = "A".repeat(150) + &"C".repeat(150);
+    assert_close!(normalized_entropy(&half).unwrap(), 2f64.ln() / 20f64.ln(), 1e-12);
+}
+
 #[test]
 fn descriptors_refuse_bad_input() {
     for f in [
@@ -531,6 +589,17 @@ fn external_bad_answer_keeps_process_alive() {
 }
 
 #[test]
+fn external_extra_output_line_is_reported_not_taken_as_the_next_answer() {
+    // Two lines per request: the second is left over when the next batch is scored.
+    let cmd = "while read l; do printf '[0.5]\\n[0.25]\\n'; done";
+    let mut m = ExternalReward::spawn(cmd, Duration::from_secs(10)).unwrap();
+    assert_eq!(m.score(&["A"]).unwrap(), vec![0.5]);
+    std::thread::sleep(Duration::from_millis(300));
+    let msg = m.score(&["A"]).unwrap_err().to_string();
+    assert!(msg.contains("unexpected line") && msg.contains("0.25"), "{msg}");
+}
+
+#[test]
 fn external_chatty_stderr_does_not_deadlock() {
     let mut m = ExternalReward::spawn(&python_cmd("stderr"), Duration::from_secs(20)).unwrap();
     for _ in 0..3 {
@@ -551,6 +620,7 @@ fn external_stderr_tail_is_bounded() {
         msg.chars().take(300).collect::<String>()
     );
     assert!(msg.len() < 6000, "stderr tail not bounded: {} bytes", msg.len());
+    assert!(msg.contains("…x"), "a cut tail is marked as such");
 }
 
 #[test]

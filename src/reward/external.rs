@@ -723,6 +723,15 @@ mod tests {
     }
 
     #[test]
+    fn one_reward_per_sequence_neither_fewer_nor_more() {
+        assert_eq!(parse_response("[1, 2]", &["A", "C"]), Ok(vec![1.0, 2.0]));
+        for line in ["[1]", "[1, 2, 3]", "{\"rewards\": [1, 2, 3]}"] {
+            let err = parse_response(line, &["A", "C"]).unwrap_err();
+            assert!(err.contains("expected 2 rewards"), "{line}: {err}");
+        }
+    }
+
+    #[test]
     fn huge_number_is_called_infinite() {
         let err = parse_response("[1e999]", &["A"]).unwrap_err();
         assert!(err.contains("infinite"), "{err}");
