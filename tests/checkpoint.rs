@@ -609,6 +609,35 @@ fn manifest_naming_files_outside_the_directory_is_refused() {
     }
 }
 
+#[test]
+fn manifest_listing_a_file_twice_is_refused() {
+    let s = Scratch::new("twice");
+    let dir = s.path().join("ckpt");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("a.bin"), b"").unwrap();
+    // FNV-1a 64 of no bytes is the offset basis.
+    let entry = r#"{"name":"a.bin","size":0,"fnv1a64":"cbf29ce484222325"}"#;
+    let body = format!(r#"{{"format":"gflownet-checkpoint","version":1,"compat":{{}},"files":[{entry},{entry}]}}"#);
+    fs::write(dir.join(MANIFEST_NAME), manifest_with_body(body.as_bytes())).unwrap();
+    let err = read_checkpoint(&dir, &BTreeMap::new()).unwrap_err();
+    assert!(err.to_string().contains("twice"), "{err}");
+}
+
+/// A `.safetensors` file whose size and checksum match the manifest is still
+/// checked for structure (the writer does not look inside the files it is given).
+#[test]
+fn malformed_safetensors_with_a_matching_checksum_is_refused() {
+    let s = Scratch::new("badst");
+    let dir = s.path().join("ckpt");
+    let garbage = b"not a safetensors file".to_vec();
+    write_checkpoint(&dir, &[("weights.safetensors", garbage.clone())], &compat()).unwrap();
+    let err = read_checkpoint(&dir, &compat()).unwrap_err();
+    assert!(err.to_string().contains("weights.safetensors"), "{err}");
+    // The same bytes under another name are opaque and read back.
+    write_checkpoint(&dir, &[("notes.bin", garbage.clone())], &compat()).unwrap();
+    assert_eq!(read_checkpoint(&dir, &compat()).unwrap()["notes.bin"], garbage);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(fuzz_cases(64)))]
 
@@ -905,6 +934,16 @@ fn atomic_write_creates_and_replaces() {
         atomic_write(Path::new("/"), b"x"),
         Err(CheckpointError::InvalidInput { .. })
     ));
+    // A failed rename (over a non-empty directory) leaves no temp file behind.
+    fs::create_dir(s.path().join("taken")).unwrap();
+    fs::write(s.path().join("taken/x"), b"").unwrap();
+    assert!(atomic_write(&s.path().join("taken"), b"x").is_err());
+    let mut names: Vec<_> = fs::read_dir(s.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["config.json", "taken"].map(std::ffi::OsString::from));
 }
 
 // ---------------------------------------------------------------------------
