@@ -451,7 +451,10 @@ fn a_resumed_run_stops_early_where_the_uninterrupted_run_does() {
 #[test]
 fn evaluation_reports_untempered_rewards_and_the_tempered_target() {
     let reward = |xs: &[HyperGridState]| -> gflownet::error::Result<Vec<f64>> {
-        Ok(xs.iter().map(|x| ((1 + x.coords[0] + 4 * x.coords[1]) as f64).ln()).collect())
+        Ok(xs
+            .iter()
+            .map(|x| ((1 + x.coords[0] + 4 * x.coords[1]) as f64).ln())
+            .collect())
     };
     let mut c = TrainConfig::hypergrid_default(2, 4);
     c.policy.hidden = vec![8];
@@ -463,7 +466,12 @@ fn evaluation_reports_untempered_rewards_and_the_tempered_target() {
     let r: Vec<f64> = samples.iter().map(|s| s.reward).collect();
     for s in &samples {
         let x: Vec<f64> = s.object.split(',').map(|v| v.parse().unwrap()).collect();
-        assert!((s.reward - (1.0 + x[0] + 4.0 * x[1])).abs() < 1e-9, "{} -> {}", s.object, s.reward);
+        assert!(
+            (s.reward - (1.0 + x[0] + 4.0 * x[1])).abs() < 1e-9,
+            "{} -> {}",
+            s.object,
+            s.reward
+        );
     }
     let mean = r.iter().sum::<f64>() / 40.0;
     assert!((rep.mean_reward - mean).abs() < 1e-9);
