@@ -614,9 +614,8 @@ fn manifest_listing_a_file_twice_is_refused() {
     let s = Scratch::new("twice");
     let dir = s.path().join("ckpt");
     fs::create_dir(&dir).unwrap();
-    fs::write(dir.join("a.bin"), b"").unwrap();
-    // FNV-1a 64 of no bytes is the offset basis.
-    let entry = r#"{"name":"a.bin","size":0,"fnv1a64":"cbf29ce484222325"}"#;
+    fs::write(dir.join("a.bin"), b"x").unwrap();
+    let entry = format!(r#"{{"name":"a.bin","size":1,"fnv1a64":"{:016x}"}}"#, fnv1a64(b"x"));
     let body = format!(r#"{{"format":"gflownet-checkpoint","version":1,"compat":{{}},"files":[{entry},{entry}]}}"#);
     fs::write(dir.join(MANIFEST_NAME), manifest_with_body(body.as_bytes())).unwrap();
     let err = read_checkpoint(&dir, &BTreeMap::new()).unwrap_err();
