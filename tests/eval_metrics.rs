@@ -333,6 +333,27 @@ fn length_histograms() {
     assert_eq!(histogram(&[3], 0), vec![1]);
 }
 
+/// The clustering sees the distinct qualifying sequences best reward first.
+/// `AAAA`, `AACC`, `CCCC` at radius 0.5: `AACC` as the first leader takes
+/// both others (distance 0.5 each); `AAAA` first leaves `CCCC` (distance 1)
+/// to found a second cluster.
+#[test]
+fn sequence_report_clusters_by_each_sequences_best_reward_then_first_occurrence() {
+    let (x, y, z): (&[u8], &[u8], &[u8]) = (b"AAAA", b"AACC", b"CCCC");
+    let report = |seqs: &[&[u8]], rewards: &[f64]| sequence_report(seqs, rewards, 0.0, 0.5, AMINO_ACIDS, 4).clusters;
+    // AACC's best reward (0.9, its second draw) ranks it first.
+    assert_eq!(report(&[x, y, z, y], &[0.8, 0.5, 0.4, 0.9]), 1);
+    assert_eq!(report(&[x, y, z, y], &[0.8, 0.5, 0.4, 0.6]), 2);
+    // Equal rewards: the order of first occurrence.
+    assert_eq!(report(&[y, x, z], &[0.5, 0.5, 0.5]), 1);
+    assert_eq!(report(&[x, y, z], &[0.5, 0.5, 0.5]), 2);
+}
+
+#[test]
+fn composition_counts_a_repeated_letter_at_its_first_position() {
+    assert_eq!(composition(&[b"AAC"], b"ACA"), vec![2.0 / 3.0, 1.0 / 3.0, 0.0]);
+}
+
 #[test]
 fn sequence_report_bundles_the_metrics() {
     let seqs: Vec<&[u8]> = vec![b"AAAAAAAAAA", b"AAAAAAAAAC", b"AAAAAAAAAA", b"CCCCCCCCCC", b"DDDDD"];
