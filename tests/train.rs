@@ -475,6 +475,8 @@ fn evaluation_reports_untempered_rewards_and_the_tempered_target() {
     }
     let mean = r.iter().sum::<f64>() / 40.0;
     assert!((rep.mean_reward - mean).abs() < 1e-9);
+    let distinct: std::collections::BTreeSet<&str> = samples.iter().map(|s| s.object.as_str()).collect();
+    assert_eq!(rep.unique_ratio, distinct.len() as f64 / 40.0);
     // top 10% of 40 samples: the 4 largest
     let mut sorted = r.clone();
     sorted.sort_by(|a, b| b.total_cmp(a));
