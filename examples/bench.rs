@@ -1,6 +1,7 @@
 //! Benchmarks: `cargo run --release --example bench -- <what>`, `what` one of
 //! `matmul`, `sampling`, `hypergrid`, `peptide`, `objectives`, `threads`,
-//! `scaling`, `all`.
+//! `scaling`, `all`; or `steady <hypergrid|peptide> <batch> <steps>`, training
+//! steps alone for a profiler (`scripts/phases.sh`).
 //! Prints one JSON line per measurement, then a readable table.
 //!
 //! Every time is a median over repeated runs in this process. The *floor* of
@@ -369,24 +370,7 @@ impl Bench {
 
     /// Scenario 1: HyperGrid D=4, H=8, TB squared, 2x256 with a learned P_B head, Adam.
     fn hypergrid(&mut self, objective: &str, batch: usize, to_target: bool) {
-        let mut cfg = TrainConfig::hypergrid_default(4, 8);
-        cfg.batch = batch;
-        cfg.objective = objective_from_flags(
-            objective,
-            "squared",
-            None,
-            None,
-            if objective == "tb" || objective == "subtb" || objective == "db" {
-                "none"
-            } else {
-                "loo"
-            },
-        )
-        .unwrap();
-        cfg.policy.log_f = cfg.objective.needs_log_f();
-        cfg.policy.backward = BackwardPolicy::Learned;
-        cfg.threads = 1;
-        let mut t = Trainer::new(cfg, HyperGrid::new(4, 8).unwrap(), HyperGridReward::standard(8)).unwrap();
+        let mut t = hypergrid_trainer(objective, batch, 1);
         for _ in 0..20 {
             t.train_step().unwrap();
         }
@@ -628,6 +612,23 @@ impl Bench {
     }
 }
 
+/// Scenario 1's trainer: HyperGrid D=4, H=8, `objective` under the squared
+/// loss (the divergences with the leave-one-out baseline), a learned `P_B`.
+fn hypergrid_trainer(objective: &str, batch: usize, threads: usize) -> Trainer<HyperGrid, HyperGridReward> {
+    let mut cfg = TrainConfig::hypergrid_default(4, 8);
+    cfg.batch = batch;
+    let cv = if ["tb", "subtb", "db"].contains(&objective) {
+        "none"
+    } else {
+        "loo"
+    };
+    cfg.objective = objective_from_flags(objective, "squared", None, None, cv).unwrap();
+    cfg.policy.log_f = cfg.objective.needs_log_f();
+    cfg.policy.backward = BackwardPolicy::Learned;
+    cfg.threads = threads;
+    Trainer::new(cfg, HyperGrid::new(4, 8).unwrap(), HyperGridReward::standard(8)).unwrap()
+}
+
 /// Scenario 2's trainer: the peptide task, TB, lengths 10-30, MLP 2x256, on-policy, no replay.
 fn peptide_trainer(batch: usize, threads: usize) -> Trainer<Peptide, PeptideLogReward> {
     let mut cfg = TrainConfig::peptide_default();
@@ -643,8 +644,54 @@ fn peptide_trainer(batch: usize, threads: usize) -> Trainer<Peptide, PeptideLogR
     Trainer::new(cfg, env, reward).unwrap()
 }
 
+/// `steady <hypergrid|peptide> <batch> <steps>`: that many training steps of
+/// scenario 1 (TB) or 2, after 20 unmeasured ones, and nothing else, for a
+/// profiler to record (`scripts/phases.sh`); prints the mean step time.
+fn steady(args: &[String]) {
+    let (Some(task), Some(Ok(batch)), Some(Ok(steps))) = (
+        args.first(),
+        args.get(1).map(|b| b.parse::<usize>()),
+        args.get(2).map(|s| s.parse::<usize>()),
+    ) else {
+        eprintln!("usage: bench steady <hypergrid|peptide> <batch> <steps>");
+        std::process::exit(2);
+    };
+    fn run<E: gflownet::env::Environment, R: gflownet::env::LogReward<E::State>>(
+        mut t: Trainer<E, R>,
+        steps: usize,
+    ) -> (f64, f64) {
+        for _ in 0..20 {
+            t.train_step().unwrap();
+        }
+        let (clock, mut states) = (Instant::now(), 0);
+        for _ in 0..steps {
+            t.train_step().unwrap();
+            states += t.timings.states;
+        }
+        (
+            clock.elapsed().as_secs_f64() / steps as f64,
+            states as f64 / steps as f64,
+        )
+    }
+    let (secs, states) = match task.as_str() {
+        "hypergrid" => run(hypergrid_trainer("tb", batch, 1), steps),
+        "peptide" => run(peptide_trainer(batch, 1), steps),
+        _ => {
+            eprintln!("unknown task `{task}`; expected hypergrid or peptide");
+            std::process::exit(2);
+        }
+    };
+    println!(
+        "{task} b={batch}: {steps} steps, {:.3} ms a step, {states:.0} states a step",
+        secs * 1e3
+    );
+}
+
 fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    if what == "steady" {
+        return steady(&std::env::args().skip(2).collect::<Vec<_>>());
+    }
     let operand =
         |seed: usize| Array2::from_shape_fn((256, 256), |(i, j)| ((i * 31 + j * 17 + seed) % 13) as f32 * 0.01);
     let mut b = Bench {
@@ -661,6 +708,7 @@ fn main() {
         "objectives",
         "threads",
         "scaling",
+        "steady",
         "all",
     ];
     if !known.contains(&what.as_str()) {
@@ -688,14 +736,7 @@ fn main() {
     }
     if all || what == "threads" {
         b.threads("peptide b=256", 20, |threads| peptide_trainer(256, threads));
-        b.threads("hypergrid b=128", 60, |threads| {
-            let mut cfg = TrainConfig::hypergrid_default(4, 8);
-            cfg.batch = 128;
-            cfg.objective = objective_from_flags("tb", "squared", None, None, "none").unwrap();
-            cfg.policy.backward = BackwardPolicy::Learned;
-            cfg.threads = threads;
-            Trainer::new(cfg, HyperGrid::new(4, 8).unwrap(), HyperGridReward::standard(8)).unwrap()
-        });
+        b.threads("hypergrid b=128", 60, |threads| hypergrid_trainer("tb", 128, threads));
     }
     if all || what == "scaling" {
         b.scaling();
