@@ -184,6 +184,55 @@ fn empirical_frequencies_converge_to_exact() {
 }
 
 #[test]
+fn the_sampler_draws_at_the_exploration_temperature_and_epsilon() {
+    // P_F's logits are its head's bias alone: at s_0 of a 2-D grid, actions
+    // (up 0, up 1, stop) with logits (0, 2 ln 2, 2 ln 5) weigh 1 : 2 : 5 at
+    // temperature 2; with epsilon 1/4 the first action's probabilities are
+    // 3/4 * (1, 2, 5)/8 + 1/4 * 1/3 = (17, 26, 53)/96
+    let grid = HyperGrid::new(2, 3).unwrap();
+    let cfg = PolicyConfig {
+        hidden: vec![8],
+        ..PolicyConfig::default()
+    };
+    let (policy, mut store) = built(&grid, &cfg, 5);
+    for p in store.iter_mut() {
+        match p.name.as_str() {
+            "pf.w" => p.value.fill(0.0),
+            "pf.b" => p
+                .value
+                .assign(&ndarray::arr2(&[[0.0, 2.0 * 2f32.ln(), 2.0 * 5f32.ln()]])),
+            _ => {}
+        }
+    }
+    let explore = Exploration {
+        temperature: 2.0,
+        epsilon: 0.25,
+    };
+    let n = 30_000;
+    let t = Sampler::new(9).sample(&grid, &policy, &store, n, explore);
+    let mut counts = [0usize; 3];
+    for w in t.offsets.windows(2) {
+        counts[t.actions[w[0]]] += 1;
+    }
+    // a frequency's standard deviation is below 0.003: 3.3 of them allowed
+    for (a, want) in [17.0 / 96.0, 26.0 / 96.0, 53.0 / 96.0].into_iter().enumerate() {
+        let freq = counts[a] as f64 / n as f64;
+        assert!((freq - want).abs() < 0.01, "first action {a}: {freq} vs {want}");
+    }
+    // the recorded log P_F is the policy's own, at temperature 1 and no epsilon
+    let own = [0.0, 2.0 * 2f64.ln(), 2.0 * 5f64.ln()];
+    let lse = (1.0 + 4.0 + 25.0f64).ln();
+    for w in t.offsets.windows(2) {
+        let a = t.actions[w[0]];
+        assert!(
+            (t.log_pf[w[0]] as f64 - (own[a] - lse)).abs() < 1e-6,
+            "action {a}: {}",
+            t.log_pf[w[0]]
+        );
+    }
+}
+
+#[test]
 fn recorded_log_pf_equals_batched_recomputation() {
     let pep = Peptide::default();
     let (policy, store) = policy_for(&pep, 2, BackwardPolicy::Uniform, 2.0);

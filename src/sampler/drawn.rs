@@ -100,10 +100,10 @@ impl Drawn {
 
     /// A new row for trajectory `i`'s current state `s` (its first, or the
     /// one [`Drawn::moved`] last recorded): its masks now, its action and
-    /// probabilities by [`Drawn::finish`] before the next row.
+    /// probabilities by [`Drawn::finish`]. Several rows may be begun before
+    /// the first of them is finished; they are finished in the same order.
     pub fn begin<E: Environment>(&mut self, env: &E, i: usize, s: &E::State) -> usize {
         let r = self.rows();
-        debug_assert_eq!(r, self.actions.len(), "Drawn::begin: the last row is not finished");
         let (fa, fb) = (r * self.n_actions, r * self.n_backward);
         self.forward_masks.resize(fa + self.n_actions, false);
         env.forward_mask(s, &mut self.forward_masks[fa..]);
@@ -128,16 +128,27 @@ impl Drawn {
 
     /// Row `r`'s valid forward actions.
     pub fn forward_mask(&self, r: usize) -> &[bool] {
-        &self.forward_masks[r * self.n_actions..(r + 1) * self.n_actions]
+        self.forward_masks(r..r + 1)
     }
 
     /// Row `r`'s valid backward actions.
     pub fn backward_mask(&self, r: usize) -> &[bool] {
-        &self.backward_masks[r * self.n_backward..(r + 1) * self.n_backward]
+        self.backward_masks(r..r + 1)
     }
 
-    /// Completes the last row begun: the action taken and its probabilities.
+    /// These rows' valid forward actions, row after row.
+    pub fn forward_masks(&self, rows: std::ops::Range<usize>) -> &[bool] {
+        &self.forward_masks[rows.start * self.n_actions..rows.end * self.n_actions]
+    }
+
+    /// These rows' valid backward actions, row after row.
+    pub fn backward_masks(&self, rows: std::ops::Range<usize>) -> &[bool] {
+        &self.backward_masks[rows.start * self.n_backward..rows.end * self.n_backward]
+    }
+
+    /// Completes the first row begun and not finished: the action taken and its probabilities.
     pub fn finish(&mut self, a: usize, log_pf: f32, log_pb_into: f32) {
+        debug_assert!(self.actions.len() < self.rows(), "Drawn::finish: no row begun");
         self.actions.push(a);
         self.log_pf.push(log_pf);
         self.log_pb_into.push(log_pb_into);

@@ -19,7 +19,9 @@ use crate::policy::{Activations, Policy};
 use crate::rng::{self, streams};
 
 mod drawn;
+mod row_exps;
 pub(crate) use drawn::{in_trajectory_order, Drawn};
+use row_exps::RowExps;
 
 /// Off-policy exploration for forward sampling.
 ///
@@ -276,7 +278,7 @@ impl Sampler {
             .collect();
         self.drawn += terminals.len() as u64;
         let mut bmask = vec![false; b_n];
-        let mut probs = vec![0f64; b_n];
+        let mut exps = RowExps::default();
         let mut feat = Csr::new(env.feature_dim());
         let per = ROWS_PER_TRAJECTORY.with(std::cell::Cell::get);
         let mut drawn = Drawn::pooled(env, terminals.len(), terminals.len() * per);
@@ -296,15 +298,8 @@ impl Sampler {
                         feat.clear();
                         env.encode_sparse(&s, &mut feat);
                         let (_, pb) = policy.infer(store, &feat);
-                        let pb = pb.expect("learned P_B head");
-                        choose(
-                            pb.row(0).as_slice().unwrap(),
-                            &bmask,
-                            Exploration::ON_POLICY,
-                            &mut probs,
-                            rng,
-                        )
-                        .0
+                        exps.fill(pb.expect("learned P_B head").view(), &bmask, 1.0);
+                        choose(exps.row(0), exps.total(0), &bmask, 0.0, rng)
                     }
                     false => {
                         // uniform over the valid backward actions
@@ -329,14 +324,20 @@ impl Sampler {
         let mut acts = policy.activations(store, &drawn.features);
         let mut lse = Vec::with_capacity(drawn.rows());
         let mut pb_lse = acts.pb.as_ref().map(|_| Vec::with_capacity(drawn.rows()));
+        let rows = 0..drawn.rows();
+        exps.fill(acts.pf.view(), drawn.forward_masks(rows.clone()), 1.0);
+        let mut pb_exps = RowExps::default();
+        if let Some(pb) = &acts.pb {
+            pb_exps.fill(pb.view(), drawn.backward_masks(rows), 1.0);
+        }
         for r in 0..drawn.rows() {
-            let (row, mask) = (acts.pf.row(r), drawn.forward_mask(r));
-            let row = row.as_slice().unwrap();
-            let forward = row_logsumexp(row, mask);
+            let row = acts.pf.row(r);
+            let forward = exps.log_sum_exp(r);
             drawn.log_pf[r] = log_prob_given(row[drawn.actions[r]], forward);
             // P_B(s_{k-1} | s_k) is read at the row of s_k (at s_0: unused)
             let pb = acts.pb.as_ref().map(|pb| pb.row(r));
-            let (lp, backward) = backward_log_prob(pb.as_ref().map(|pb| pb.as_slice().unwrap()), &drawn, r);
+            let pb = pb.as_ref().map(|pb| (pb.as_slice().unwrap(), &pb_exps, r));
+            let (lp, backward) = backward_log_prob(pb, &drawn, r);
             if let Some(lp) = lp {
                 drawn.log_pb_into[r] = lp;
             }
@@ -392,14 +393,14 @@ fn forward_paths<E: Environment>(
     mut acts: Activations,
     mut drawn: Drawn,
 ) -> Worked<E::State> {
-    let a_n = env.n_actions();
     let mut rngs: Vec<_> = keys.iter().map(|&k| rng::keyed(seed, streams::SAMPLE, k)).collect();
     // each trajectory's state; `spare` takes each next state and is swapped
     // in, so that the states' allocations pass from transition to transition
     let mut states: Vec<E::State> = keys.iter().map(|_| env.initial_state()).collect();
     let mut spare = env.initial_state();
     let mut active: Vec<usize> = (0..keys.len()).collect();
-    let mut probs = vec![0f64; a_n];
+    let (mut forward, mut backward) = (RowExps::default(), RowExps::default());
+    let inv_t = 1.0 / explore.temperature;
     let mut running = policy.running(keys.len());
     acts.lse = keep.then(|| Vec::with_capacity(acts.pf.nrows()));
     acts.pb_lse = acts
@@ -420,20 +421,38 @@ fn forward_paths<E: Environment>(
         policy.pass_into(store, &drawn.step, Some((&mut running, &active)), &mut acts, at);
         let this = ndarray::s![at..at + active.len(), ..];
         let (logits, pb_logits) = (acts.pf.slice(this), acts.pb.as_ref().map(|pb| pb.slice(this)));
+        // the step's rows begun first, so that each head's softmaxes take one pass
+        let first = drawn.rows();
+        active.iter().for_each(|&i| _ = drawn.begin(env, i, &states[i]));
+        let rows = first..drawn.rows();
+        forward.fill(logits, drawn.forward_masks(rows.clone()), inv_t);
+        if let Some(pb) = &pb_logits {
+            backward.fill(pb.view(), drawn.backward_masks(rows), 1.0);
+        }
         for (row, &i) in active.iter().enumerate() {
-            let s = &states[i];
-            let r = drawn.begin(env, i, s);
+            let (s, r) = (&states[i], first + row);
             // this step's P_B head at s_k gives the previous transition's P_B(s_{k-1} | s_k)
             let pb = pb_logits.as_ref().map(|pb| pb.row(row));
-            let (lp, backward) = backward_log_prob(pb.as_ref().map(|pb| pb.as_slice().unwrap()), &drawn, r);
+            let pb = pb.as_ref().map(|pb| (pb.as_slice().unwrap(), &backward, row));
+            let (lp, pb_lse) = backward_log_prob(pb, &drawn, r);
             let lr = logits.row(row);
             let lr = lr.as_slice().unwrap();
             let mask = drawn.forward_mask(r);
-            let (a, lse) = choose(lr, mask, explore, &mut probs, &mut rngs[i]);
-            let lse = lse.unwrap_or_else(|| row_logsumexp(lr, mask));
+            let a = choose(
+                forward.row(row),
+                forward.total(row),
+                mask,
+                explore.epsilon,
+                &mut rngs[i],
+            );
+            // the policy's own log-probabilities (temperature 1) are recorded
+            let lse = match explore.temperature == 1.0 {
+                true => forward.log_sum_exp(row),
+                false => row_logsumexp(lr, mask),
+            };
             drawn.finish(a, log_prob_given(lr[a], lse), lp.unwrap_or(0.0));
             acts.lse.iter_mut().for_each(|kept| kept.push(lse));
-            acts.pb_lse.iter_mut().zip(backward).for_each(|(kept, b)| kept.push(b));
+            acts.pb_lse.iter_mut().zip(pb_lse).for_each(|(kept, b)| kept.push(b));
             env.step_into(s, a, &mut spare);
             if drawn.moved(env, i, s, a, &spare) {
                 still.push(i);
@@ -495,53 +514,24 @@ fn in_step_order(kept: Vec<(Activations, Vec<usize>)>, orders: &[Vec<usize>]) ->
     acts
 }
 
-/// Draws an action from `(1-eps) softmax(logits/temp) + eps uniform` over the valid ones.
-/// Also returns the valid logits' `log sum exp` when the temperature is 1 (it is then
-/// computed on the way, with the same operations as [`row_logsumexp`]).
-fn choose(
-    logits: &[f32],
-    mask: &[bool],
-    explore: Exploration,
-    probs: &mut [f64],
-    rng: &mut rng::Rng,
-) -> (usize, Option<f64>) {
-    let inv_t = 1.0 / explore.temperature;
-    // the valid logits' maximum, as four running maxima that do not wait on
-    // each other (`max` ignores NaN and is exact, so any order gives the same
-    // value; only the sign of a zero maximum may differ, which no result below sees)
-    let mut maxima = [f64::NEG_INFINITY; 4];
-    for (l, m) in logits.chunks(4).zip(mask.chunks(4)) {
-        for ((max, &l), &m) in maxima.iter_mut().zip(l).zip(m) {
-            *max = max.max(if m { l as f64 * inv_t } else { f64::NEG_INFINITY });
-        }
-    }
-    let max = maxima[0].max(maxima[1]).max(maxima[2].max(maxima[3]));
-    assert!(max > f64::NEG_INFINITY || max.is_nan(), "choose: no valid action");
+/// Draws an action from `(1-eps) softmax(logits/temp) + eps uniform` over
+/// the valid ones, given the row's `exps` and their `total` ([`RowExps`]).
+fn choose(exps: &[f64], total: f64, mask: &[bool], epsilon: f64, rng: &mut rng::Rng) -> usize {
     let n_valid = mask.iter().filter(|&&m| m).count() as f64;
-    for ((p, &l), &m) in probs.iter_mut().zip(logits).zip(mask) {
-        *p = if m { l as f64 * inv_t - max } else { f64::NEG_INFINITY };
-    }
-    // the row's exponentials in one vectorized pass (exp(-inf) = 0)
-    crate::exp::exp_f64_in_place(probs);
-    let mut total = 0.0;
-    for &p in probs.iter() {
-        total += p;
-    }
-    let lse = (explore.temperature == 1.0).then(|| max + total.ln());
     let mut acc = 0.0;
     let u: f64 = rng.gen();
     let mut last_valid = 0;
-    for (j, (&p, &m)) in probs.iter().zip(mask).enumerate() {
+    for (j, (&p, &m)) in exps.iter().zip(mask).enumerate() {
         if !m {
             continue;
         }
         last_valid = j;
-        acc += (1.0 - explore.epsilon) * p / total + explore.epsilon / n_valid;
+        acc += (1.0 - epsilon) * p / total + epsilon / n_valid;
         if u < acc {
-            return (j, lse);
+            return j;
         }
     }
-    (last_valid, lse)
+    last_valid
 }
 
 /// `log sum exp` of the valid logits, in f64.
@@ -550,13 +540,13 @@ fn row_logsumexp(logits: &[f32], mask: &[bool]) -> f64 {
         .expect("a state with a valid action")
 }
 
-/// With a learned `P_B` (`pb`, row `r`'s backward logits): the log-probability
-/// of the row's backward action (`None` at a trajectory's first row, which
-/// has none) and the row's `log sum exp`, which training's log-softmax
-/// reuses. `(None, None)` without.
-fn backward_log_prob(pb: Option<&[f32]>, drawn: &Drawn, r: usize) -> (Option<f32>, Option<f64>) {
-    let Some(pb) = pb else { return (None, None) };
-    let lse = row_logsumexp(pb, drawn.backward_mask(r));
+/// With a learned `P_B` (`pb`, its logits at row `r`, the row `row` of
+/// `exps`): the log-probability of the row's backward action (`None` at a
+/// trajectory's first row, which has none) and the row's `log sum exp`,
+/// which training's log-softmax reuses. `(None, None)` without.
+fn backward_log_prob(pb: Option<(&[f32], &RowExps, usize)>, drawn: &Drawn, r: usize) -> (Option<f32>, Option<f64>) {
+    let Some((pb, exps, row)) = pb else { return (None, None) };
+    let lse = exps.log_sum_exp(row);
     let lp = (!drawn.starts(r)).then(|| log_prob_given(pb[drawn.backward_actions[r]], lse));
     (lp, Some(lse))
 }
@@ -584,33 +574,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn choose_returns_the_log_sum_exp_that_row_logsumexp_computes_bit_for_bit() {
-        let mut rng = rng::keyed(7, 0, 0);
-        for n in [1, 3, 4, 5, 8, 9, 21, 33] {
-            for round in 0..20 {
-                let logits: Vec<f32> = (0..n).map(|_| rng.gen_range(-30.0f32..30.0)).collect();
-                let mut mask: Vec<bool> = (0..n).map(|_| rng.gen_bool(0.7)).collect();
-                mask[round % n] = true;
-                let mut probs = vec![0f64; n];
-                let explore = Exploration {
-                    temperature: 1.0,
-                    epsilon: 0.1 * (round % 3) as f64,
-                };
-                let (a, lse) = choose(&logits, &mask, explore, &mut probs, &mut rng);
-                assert!(mask[a], "n = {n}: chose a masked action");
-                let want = row_logsumexp(&logits, &mask);
-                assert_eq!(lse.map(f64::to_bits), Some(want.to_bits()), "n = {n}, round {round}");
-            }
-        }
-        // at another temperature it returns none (the caller computes it)
-        let hot = Exploration {
-            temperature: 2.0,
-            epsilon: 0.0,
-        };
-        assert_eq!(choose(&[0.5, 1.0], &[true, true], hot, &mut [0.0; 2], &mut rng).1, None);
-    }
-
-    #[test]
     fn choose_draws_from_the_tempered_softmax_mixed_with_uniform() {
         // at temperature 2 the logits 0, 2 ln 2, 2 ln 5 weigh 1 : 2 : 5 (the
         // large logit is masked); with epsilon 1/4 the probabilities are
@@ -621,10 +584,12 @@ mod tests {
             temperature: 2.0,
             epsilon: 0.25,
         };
-        let (mut rng, mut probs, n) = (rng::keyed(3, 0, 0), [0f64; 4], 40_000);
+        let mut exps = RowExps::default();
+        exps.fill(ndarray::aview2(&[logits]), &mask, 1.0 / explore.temperature);
+        let (mut rng, n) = (rng::keyed(3, 0, 0), 40_000);
         let mut counts = [0usize; 4];
         for _ in 0..n {
-            counts[choose(&logits, &mask, explore, &mut probs, &mut rng).0] += 1;
+            counts[choose(exps.row(0), exps.total(0), &mask, explore.epsilon, &mut rng)] += 1;
         }
         // a frequency's standard deviation is below 0.0025: 4 of them allowed
         for (j, want) in [17.0 / 96.0, 26.0 / 96.0, 0.0, 53.0 / 96.0].into_iter().enumerate() {
