@@ -2,7 +2,7 @@
 
 use ndarray::Array2;
 
-use super::{uniform_log_pb, Trajectories};
+use super::{uniform_log_pb, RowExps, Trajectories};
 use crate::env::Environment;
 use crate::nn::Csr;
 
@@ -23,6 +23,8 @@ pub(crate) struct Drawn {
     pub features: Csr,
     /// The features of one step's rows, for the caller's pass (kept for its allocations).
     pub step: Csr,
+    /// The forward and backward softmaxes of the caller's rows (kept for their allocations).
+    pub exps: [RowExps; 2],
     forward_masks: Vec<bool>,
     backward_masks: Vec<bool>,
     /// The backward action undoing the transition into row `r`'s state (0 at `s_0`).

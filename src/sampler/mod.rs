@@ -278,10 +278,10 @@ impl Sampler {
             .collect();
         self.drawn += terminals.len() as u64;
         let mut bmask = vec![false; b_n];
-        let mut exps = RowExps::default();
         let mut feat = Csr::new(env.feature_dim());
         let per = ROWS_PER_TRAJECTORY.with(std::cell::Cell::get);
         let mut drawn = Drawn::pooled(env, terminals.len(), terminals.len() * per);
+        let [mut exps, mut pb_exps] = std::mem::take(&mut drawn.exps);
         // a trajectory's forward actions, last first; the states it passes
         // through are made again forward from s_0, as the forward sampler
         // makes them, into two states whose allocations are passed on
@@ -326,7 +326,6 @@ impl Sampler {
         let mut pb_lse = acts.pb.as_ref().map(|_| Vec::with_capacity(drawn.rows()));
         let rows = 0..drawn.rows();
         exps.fill(acts.pf.view(), drawn.forward_masks(rows.clone()), 1.0);
-        let mut pb_exps = RowExps::default();
         if let Some(pb) = &acts.pb {
             pb_exps.fill(pb.view(), drawn.backward_masks(rows), 1.0);
         }
@@ -352,6 +351,7 @@ impl Sampler {
             terminals.to_vec(),
             policy.learned_pb(),
         );
+        drawn.exps = [exps, pb_exps];
         drawn.give_back();
         t.activations = Some(acts);
         t
@@ -399,7 +399,7 @@ fn forward_paths<E: Environment>(
     let mut states: Vec<E::State> = keys.iter().map(|_| env.initial_state()).collect();
     let mut spare = env.initial_state();
     let mut active: Vec<usize> = (0..keys.len()).collect();
-    let (mut forward, mut backward) = (RowExps::default(), RowExps::default());
+    let [mut forward, mut backward] = std::mem::take(&mut drawn.exps);
     let inv_t = 1.0 / explore.temperature;
     let mut running = policy.running(keys.len());
     acts.lse = keep.then(|| Vec::with_capacity(acts.pf.nrows()));
@@ -470,6 +470,7 @@ fn forward_paths<E: Environment>(
     if keep {
         acts.truncate(filled);
     }
+    drawn.exps = [forward, backward];
     Worked {
         drawn,
         terminals: states,
