@@ -5,7 +5,7 @@
 //! and accumulates gradients (a node used several times receives the sum of
 //! its uses' gradients). Every op lives in [`ops`] as one struct whose
 //! `forward` and `backward` sit side by side, so each derivative can be
-//! checked against its forward at a glance, and [`gradcheck`] checks it
+//! checked against its forward at a glance, and [`gradcheck()`] checks it
 //! numerically.
 //!
 //! All values are 2-D arrays: a scalar is `[1, 1]`, a batch of scalars

@@ -16,7 +16,7 @@ use crate::Scalar;
 /// A differentiable operation on 2-D arrays.
 ///
 /// Implement it to add an op of your own; record it with [`super::Tape::apply`]
-/// and verify it with [`super::gradcheck`].
+/// and verify it with [`super::gradcheck()`].
 pub trait Op<T: Scalar> {
     fn name(&self) -> &'static str;
     fn forward(&self, xs: &[&Array2<T>]) -> Array2<T>;
