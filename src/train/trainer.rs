@@ -317,3 +317,86 @@ impl<E: Environment, R: LogReward<E::State>> Trainer<E, R> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::env::{HyperGrid, HyperGridState};
+
+    /// `R = 1 + x0 + 4 x1` on a 4x4 grid: 16 objects with distinct rewards 1..=16.
+    fn reward(x: &HyperGridState) -> f64 {
+        (1 + x.coords[0] + 4 * x.coords[1]) as f64
+    }
+
+    fn trainer(kind: ReplayKind) -> Trainer<HyperGrid, impl LogReward<HyperGridState>> {
+        let mut c = TrainConfig::hypergrid_default(2, 4);
+        c.seed = 3;
+        c.batch = 5;
+        c.policy.hidden = vec![8];
+        c.reward.exponent = 2.0;
+        c.replay.kind = kind;
+        c.replay.batch = 6;
+        c.replay.alpha = 0.5;
+        c.replay.beta = 50.0;
+        let r = |xs: &[HyperGridState]| -> Result<Vec<f64>> { Ok(xs.iter().map(|x| reward(x).ln()).collect()) };
+        Trainer::new(c, HyperGrid::new(2, 4).unwrap(), r).unwrap()
+    }
+
+    /// A step's batch: the on-policy trajectories, then `replay.batch`
+    /// trajectories to objects drawn from the buffer (which already holds
+    /// this step's distinct terminals) on the stream keyed by the step, each
+    /// with its stored `beta log R`; a prioritized draw takes `round(alpha n)`
+    /// of them at or above the buffer's `beta`-th percentile.
+    #[test]
+    fn a_batch_appends_replayed_objects_drawn_on_the_steps_stream_with_their_tempered_rewards() {
+        for kind in [ReplayKind::Uniform, ReplayKind::Prioritized] {
+            let mut t = trainer(kind);
+            let mut seen = BTreeSet::new();
+            let mut draws = BTreeSet::new();
+            for step in 0..4 {
+                t.step = step;
+                let (traj, log_r, on_policy) = t.batch().unwrap();
+                assert_eq!(
+                    (on_policy, traj.len(), log_r.len()),
+                    (5, 11, 11),
+                    "{kind:?} step {step}"
+                );
+                for (x, l) in traj.terminals.iter().zip(&log_r) {
+                    assert!(x.done);
+                    assert!(
+                        (l - 2.0 * reward(x).ln()).abs() < 1e-12,
+                        "{kind:?}: {x:?} has log R {l}"
+                    );
+                }
+                seen.extend(traj.terminals[..5].iter().cloned());
+                assert_eq!(
+                    t.replay.len(),
+                    seen.len(),
+                    "the buffer holds each distinct terminal once"
+                );
+                let replayed = &traj.terminals[5..];
+                assert!(replayed.iter().all(|x| seen.contains(x)));
+                let mut rng = rng::keyed(3, streams::REPLAY, step);
+                let want = match kind {
+                    ReplayKind::Uniform => t.replay.sample_uniform(6, &mut rng),
+                    _ => t.replay.sample_prioritized(6, 0.5, 50.0, &mut rng),
+                };
+                let want: Vec<HyperGridState> = want.into_iter().map(|(x, _)| x).collect();
+                assert_eq!(replayed, &want[..], "{kind:?} step {step}");
+                if kind == ReplayKind::Prioritized && seen.len() > 2 {
+                    // the median of the stored rewards, nearest rank (with two
+                    // objects it is the lower one, and nothing lies below it)
+                    let mut r: Vec<f64> = seen.iter().map(reward).collect();
+                    r.sort_by(f64::total_cmp);
+                    let median = r[r.len().div_ceil(2) - 1];
+                    let high = replayed.iter().filter(|x| reward(x) >= median).count();
+                    assert_eq!(high, 3, "step {step}: half of 6 from the top half of {r:?}");
+                }
+                draws.insert(replayed.to_vec());
+            }
+            assert_eq!(draws.len(), 4, "{kind:?}: each step draws afresh");
+        }
+    }
+}
