@@ -227,6 +227,15 @@ fn checkpoint_from_another_config_is_refused() {
 fn invalid_configurations_are_refused_naming_the_option() {
     let base = small_grid();
     type Edit = Box<dyn Fn(&mut TrainConfig)>;
+    fn set_r(c: &mut TrainConfig, r0: f64, r1: f64, r2: f64) {
+        c.env = gflownet::train::EnvConfig::HyperGrid {
+            ndim: 2,
+            height: 6,
+            r0,
+            r1,
+            r2,
+        }
+    }
     let cases: Vec<(&str, Edit)> = vec![
         ("batch", Box::new(|c| c.batch = 0)),
         ("steps", Box::new(|c| c.steps = 0)),
@@ -287,6 +296,42 @@ fn invalid_configurations_are_refused_naming_the_option() {
                 c.policy.log_f = true;
             }),
         ),
+        ("log_every", Box::new(|c| c.log_every = 0)),
+        ("env.r0", Box::new(|c| set_r(c, 0.0, 0.5, 2.0))),
+        ("env.r1", Box::new(|c| set_r(c, 0.1, -0.5, 2.0))),
+        ("env.r2", Box::new(|c| set_r(c, 0.1, 0.5, f64::NAN))),
+        ("reward.timeout_s", Box::new(|c| c.reward.timeout_s = 0.0)),
+        (
+            "reward.command",
+            Box::new(|c| c.reward.command = Some("python3 score.py".into())),
+        ),
+        (
+            "optimizer.schedule.warmup",
+            Box::new(|c| c.optimizer.schedule = gflownet::nn::Schedule::Warmup { warmup: 0 }),
+        ),
+        (
+            "optimizer.log_z_schedule.half_life",
+            Box::new(|c| c.optimizer.log_z_schedule = gflownet::nn::Schedule::InverseTime { half_life: 0.0 }),
+        ),
+        ("replay.capacity", Box::new(|c| c.replay.capacity = 0)),
+        (
+            "replay.beta",
+            Box::new(|c| {
+                c.replay.kind = gflownet::replay::ReplayKind::Uniform;
+                c.replay.beta = 101.0;
+            }),
+        ),
+        (
+            "exploration",
+            Box::new(|c| {
+                c.replay.kind = gflownet::replay::ReplayKind::None;
+                c.objective.objective = "rev-kl".parse().unwrap();
+                c.exploration.temperature = 2.0;
+            }),
+        ),
+        ("eval.samples", Box::new(|c| c.eval.samples = (1 << 20) + 1)),
+        ("eval.cluster_radius", Box::new(|c| c.eval.cluster_radius = 1.5)),
+        ("eval.reward_threshold", Box::new(|c| c.eval.reward_threshold = -1.0)),
         (
             "replay.kind",
             Box::new(|c| {
