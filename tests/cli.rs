@@ -95,3 +95,79 @@ fn resume_of_a_missing_run_names_the_file() {
     let (ok, stderr) = run(&["--resume", "/nonexistent/run"]);
     assert!(!ok && stderr.contains("/nonexistent/run/config.json"), "{stderr}");
 }
+
+/// Each flag lands in its own field, and the objective flags keep what they
+/// do not set: an objective on its own drops the default replay when it is a
+/// divergence (an on-policy estimator) and turns on the log F head when it
+/// needs one; a config file's residual clip and entropy weight survive.
+#[test]
+fn flags_reach_their_own_fields_and_keep_the_rest() {
+    let config = |args: &[&str]| -> serde_json::Value {
+        let out = Command::new(example("train"))
+            .arg("--print-config")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let c = config(&["--seed", "7", "--eval-every", "13", "--checkpoint-every", "17"]);
+    assert_eq!((c["seed"].as_u64(), c["eval"]["every"].as_u64()), (Some(7), Some(13)));
+    assert_eq!(c["checkpoint_every"].as_u64(), Some(17));
+    for kind in ["none", "uniform", "prioritized"] {
+        assert_eq!(config(&["--replay", kind])["replay"]["kind"], kind);
+    }
+    let c = config(&["--objective", "rev-kl"]);
+    assert_eq!(
+        (c["objective"]["objective"].as_str(), c["replay"]["kind"].as_str()),
+        (Some("rev-kl"), Some("none"))
+    );
+    let c = config(&["--objective", "db"]);
+    assert_eq!(
+        (&c["objective"]["objective"], &c["policy"]["log_f"]),
+        (&"db".into(), &true.into())
+    );
+    assert_eq!(c["replay"]["kind"], "prioritized", "a balance objective keeps replay");
+    // from a config file: flags for the objective keep its clip and entropy weight
+    let mut file = config(&[]);
+    file["objective"]["clip"] = 20.0.into();
+    file["objective"]["entropy_weight"] = 0.25.into();
+    let cfg = common::Scratch::new("cli-keep.json");
+    std::fs::write(&cfg, serde_json::to_string_pretty(&file).unwrap()).unwrap();
+    let c = config(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--objective",
+        "subtb",
+        "--lambda",
+        "0.5",
+    ]);
+    assert_eq!(c["objective"]["objective"], "subtb:0.5");
+    assert_eq!(
+        (
+            c["objective"]["clip"].as_f64(),
+            c["objective"]["entropy_weight"].as_f64()
+        ),
+        (Some(20.0), Some(0.25))
+    );
+}
+
+/// A peptide flag on a HyperGrid config and a broken config file are refused
+/// naming the flag and the file.
+#[test]
+fn flags_that_do_not_apply_and_bad_config_files_are_named() {
+    let dir = common::Scratch::new("cli-named");
+    let d = dir.to_str().unwrap();
+    let grid = common::Scratch::new("cli-grid.json");
+    std::fs::write(&grid, gflownet::train::TrainConfig::hypergrid_default(2, 4).to_json()).unwrap();
+    let (ok, stderr) = run(&["--config", grid.to_str().unwrap(), "--min-len", "3", "--out", d]);
+    assert!(!ok && stderr.contains("`min-len`"), "{stderr}");
+    std::fs::write(&grid, "{\"seed\": 1,").unwrap();
+    let (ok, stderr) = run(&["--config", grid.to_str().unwrap(), "--out", d]);
+    assert!(!ok && stderr.contains(grid.to_str().unwrap()), "{stderr}");
+    assert!(!dir.exists());
+}
