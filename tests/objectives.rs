@@ -1447,3 +1447,22 @@ fn entropy_bonus_is_minus_w_mean_entropy() {
     assert!((v1 - (v0 - 0.3 * mean_h)).abs() < 1e-12);
     assert!((l1 - (l0 - 0.3 * mean_h)).abs() < 1e-12);
 }
+
+/// `loss` checks its configuration itself (a config built in code need not
+/// come through a validated `TrainConfig`), and a parameter given to an
+/// objective that takes none is refused, not dropped.
+#[test]
+fn loss_refuses_an_invalid_config_and_parameters_are_refused_where_none_is_taken() {
+    let s = Setup::new(2, 0.5);
+    let cfg = ObjectiveConfig {
+        clip: 0.0,
+        ..Default::default()
+    };
+    let mut tape = Tape::new();
+    let p = s.store.bind(&mut tape);
+    let terms = s.terms(&mut tape, &p);
+    assert_eq!(option_of(cfg.loss(&mut tape, &terms).unwrap_err()), "objective.clip");
+    for name in ["tb:3", "db:3", "rev-kl:0.5", "fwd-kl:2"] {
+        assert_eq!(option_of(name.parse::<Objective>().unwrap_err()), "objective", "{name}");
+    }
+}
