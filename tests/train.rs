@@ -555,3 +555,68 @@ fn random_baseline_is_calibrated_when_the_reward_is_its_own_distribution() {
     assert!((rep.calibration_pearson.unwrap() - 1.0).abs() < 1e-9, "{rep:?}");
     assert!((rep.calibration_slope.unwrap() - 1.0).abs() < 1e-9, "{rep:?}");
 }
+
+/// The defaults the docs promise. The main job (README, `peptide_default`):
+/// TB with Linex(1/2), log Z learning rate 0.1 initialised from the first
+/// batch, prioritized replay. The HyperGrid benchmark: the reward of Malkin
+/// et al. (2022), `R0 = 0.1, R1 = 0.5, R2 = 2`, log Z from its configured
+/// value, no replay.
+#[test]
+fn defaults_are_the_documented_ones() {
+    use gflownet::objective::{Objective, RegressionLoss};
+    use gflownet::replay::ReplayKind;
+    use gflownet::train::{EnvConfig, LogZInit};
+    let p = TrainConfig::peptide_default();
+    assert_eq!(p.objective.objective, Objective::Tb);
+    assert_eq!(p.objective.g, RegressionLoss::Linex(0.5));
+    assert_eq!(
+        (p.optimizer.log_z_lr, p.optimizer.log_z_init),
+        (0.1, LogZInit::BatchEstimate)
+    );
+    assert_eq!(p.replay.kind, ReplayKind::Prioritized);
+    let g = TrainConfig::hypergrid_default(2, 8);
+    match g.env {
+        EnvConfig::HyperGrid { r0, r1, r2, .. } => assert_eq!((r0, r1, r2), (0.1, 0.5, 2.0)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(g.optimizer.log_z_init, LogZInit::Config);
+    assert_eq!(g.replay.kind, ReplayKind::None);
+}
+
+/// `objective_from_flags` gives each objective its own parameter: lambda to
+/// SubTB, alpha to Rényi and Tsallis; the others take neither.
+#[test]
+fn objective_flags_set_each_objectives_parameter() {
+    use gflownet::objective::Objective;
+    use gflownet::train::objective_from_flags;
+    let obj = |name: &str| {
+        objective_from_flags(name, "squared", Some(0.25), Some(0.5), "none")
+            .unwrap()
+            .objective
+    };
+    assert_eq!(obj("subtb"), Objective::SubTb { lambda: 0.5 });
+    assert_eq!(obj("renyi"), Objective::Renyi { alpha: 0.25 });
+    assert_eq!(obj("tsallis"), Objective::Tsallis { alpha: 0.25 });
+    assert_eq!(obj("tb"), Objective::Tb);
+}
+
+/// `metrics.jsonl` has a line every `log_every` steps and one for the last
+/// step: 11 steps logged every 3 give steps 0, 3, 6, 9 and 10.
+#[test]
+fn metrics_lines_every_log_every_steps_and_at_the_last() {
+    let mut c = small_grid();
+    c.steps = 11;
+    c.log_every = 3;
+    let dir = tmp("log-every");
+    start(c, &dir, &mut Quiet).unwrap();
+    let steps: Vec<u64> = String::from_utf8(read(&dir.join("metrics.jsonl")))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, vec![0, 3, 6, 9, 10]);
+}
