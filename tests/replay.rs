@@ -1,8 +1,9 @@
 //! Replay in the training loop and across a resume: what a step's metrics
 //! report about its on-policy and replayed parts, a full buffer (FIFO
 //! eviction) carried over a checkpoint under both kinds of replay, and
-//! resumes that must continue where the run stood (from `checkpoint.prev`),
-//! and a checkpoint that does not fit the model.
+//! resumes that must continue where the run stood: from `checkpoint.prev`,
+//! and not at all once the run has finished or stopped early; and a
+//! checkpoint that does not fit the model.
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -155,6 +156,41 @@ fn a_resume_continues_from_checkpoint_prev_when_only_it_is_left() {
     assert_eq!(steps.0.first(), Some(&10), "resumed from the checkpoint at step 10");
     for f in ["metrics.jsonl", "eval.jsonl", "checkpoint/weights.safetensors"] {
         assert_eq!(read(&full.join(f)), read(&dir.join(f)), "{f} differs");
+    }
+}
+
+/// A finished run resumed trains no further step and changes no file: its
+/// last checkpoint is saved at the last step even when that is not a
+/// multiple of `checkpoint_every`, and at the step where an early stop ends it.
+#[test]
+fn resuming_a_finished_or_early_stopped_run_trains_no_step() {
+    let mut finished = small_grid();
+    finished.steps = 15; // not a multiple of checkpoint_every (10)
+    let mut early = small_grid();
+    early.eval.every = 1;
+    early.eval.patience = 2;
+    early.checkpoint_every = 100;
+    for (name, c) in [("finished", finished), ("early", early)] {
+        let dir = tmp(name);
+        let first = start(c.clone(), &dir, &mut Quiet).unwrap();
+        assert_eq!(first.stopped_early, name == "early", "{name}");
+        let stop = if name == "early" { first.steps } else { 15 };
+        assert!(first.steps == stop && stop < 40, "{name}: {} steps", first.steps);
+        let before = snapshot(&dir);
+        let mut steps = Steps(vec![]);
+        let again = resume(&dir, &mut steps).unwrap();
+        assert!(
+            steps.0.is_empty(),
+            "{name}: trained {:?} after step {}",
+            steps.0,
+            first.steps
+        );
+        assert_eq!(
+            (again.steps, again.stopped_early),
+            (first.steps, first.stopped_early),
+            "{name}"
+        );
+        assert_eq!(before, snapshot(&dir), "{name}: a resume changed the run's files");
     }
 }
 

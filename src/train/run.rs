@@ -359,9 +359,11 @@ fn drive<E: Environment, R: LogReward<E::State>>(
     let c = t.config.clone();
     let started = Instant::now();
     let first_step = t.step;
-    let mut stopped_early = false;
+    // a run that stopped early saved its last checkpoint at the stop, with
+    // the count that stopped it: resumed, it stays stopped
+    let mut stopped_early = c.eval.patience > 0 && progress.evals_since_best >= c.eval.patience;
     let mut last_eval: Option<(EvalReport, Vec<Sample>)> = None;
-    while t.step < c.steps {
+    while t.step < c.steps && !stopped_early {
         let t0 = Instant::now();
         let m = t.train_step()?;
         observer.on_step(&m, t0.elapsed().as_secs_f64());
