@@ -21,8 +21,9 @@ struct Args {
     /// JSON configuration (e.g. a run's config.json); flags below override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Continue the run in this directory from its last checkpoint.
-    #[arg(long)]
+    /// Continue the run in this directory from its last checkpoint. Takes no
+    /// other flag: the run's config.json (hashed into its checkpoints) fixes them all.
+    #[arg(long, exclusive = true)]
     resume: Option<PathBuf>,
     /// Run directory (default: the first free runs/run-N).
     #[arg(long)]

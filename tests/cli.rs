@@ -171,3 +171,19 @@ fn flags_that_do_not_apply_and_bad_config_files_are_named() {
     assert!(!ok && stderr.contains(grid.to_str().unwrap()), "{stderr}");
     assert!(!dir.exists());
 }
+
+/// `--resume` continues a run under its own `config.json`, which its
+/// checkpoints are tied to: another flag is refused, not silently ignored.
+#[test]
+fn resume_takes_no_other_flag() {
+    for extra in [&["--steps", "5000"][..], &["--threads", "2"], &["--print-config"]] {
+        let mut args = vec!["--resume", "/nonexistent/run"];
+        args.extend(extra);
+        let (ok, stderr) = run(&args);
+        assert!(!ok && stderr.contains("--resume"), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("config.json"),
+            "{args:?}: refused before reading the run: {stderr}"
+        );
+    }
+}
