@@ -65,17 +65,23 @@ fn invalid_flags_are_refused_naming_the_option() {
     assert!(!dir.exists());
 }
 
+/// The configuration `train --print-config <args>` prints.
+fn config(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(example("train"))
+        .arg("--print-config")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn log_z_init_and_clip_norm_flags_reach_the_config() {
-    let config = |args: &[&str]| -> serde_json::Value {
-        let out = Command::new(example("train"))
-            .arg("--print-config")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
     let default = config(&[]);
     assert_eq!(default["optimizer"]["log_z_init"], "batch_estimate");
     assert_eq!(default["optimizer"]["clip_norm"], 10.0);
@@ -102,19 +108,6 @@ fn resume_of_a_missing_run_names_the_file() {
 /// needs one; a config file's residual clip and entropy weight survive.
 #[test]
 fn flags_reach_their_own_fields_and_keep_the_rest() {
-    let config = |args: &[&str]| -> serde_json::Value {
-        let out = Command::new(example("train"))
-            .arg("--print-config")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
     let c = config(&["--seed", "7", "--eval-every", "13", "--checkpoint-every", "17"]);
     assert_eq!((c["seed"].as_u64(), c["eval"]["every"].as_u64()), (Some(7), Some(13)));
     assert_eq!(c["checkpoint_every"].as_u64(), Some(17));

@@ -1,6 +1,7 @@
 //! Pieces shared by the integration tests.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use gflownet::replay::ReplayKind;
 use gflownet::train::TrainConfig;
@@ -65,4 +66,28 @@ impl AsRef<std::path::Path> for Scratch {
     fn as_ref(&self) -> &std::path::Path {
         &self.0
     }
+}
+
+/// A file's bytes, naming the file if it cannot be read.
+#[allow(dead_code)] // not every test file reads files
+pub fn read(p: &Path) -> Vec<u8> {
+    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Every file under `dir` with its bytes, but those named in `skip`.
+#[allow(dead_code)]
+pub fn snapshot(dir: &Path, skip: &[&str]) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !skip.iter().any(|s| p.ends_with(s)) {
+                out.insert(p.clone(), read(&p));
+            }
+        }
+    }
+    out
 }
